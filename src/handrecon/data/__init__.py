@@ -1,0 +1,1 @@
+"""Datasets: synthetic (embedded), FreiHAND, HO3D; detections; transforms; DataModules."""

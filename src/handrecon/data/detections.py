@@ -1,0 +1,200 @@
+"""Offline 2D detections: the one schema every loader and detector uses.
+
+File layout (JSON, one file per split)::
+
+    {
+      "format": "handrecon.detections", "version": 1,
+      "dataset": "freihand",            # free text: synthetic | freihand | ho3d | user
+      "split": "training",              # the split the image names belong to
+      "detector": "openpose",           # what made it: openpose | mediapipe | handrecon | synthetic | s2hand-import
+      "joint_order": "freihand21",      # always FreiHAND/OpenPose order (handrecon.joints)
+      "items": {"<image name>": {"xy": [[u, v] x 21], "conf": [c x 21]}, ...}
+    }
+
+``xy`` are pixels of the image named (the full image as stored in the dataset), ``conf`` in
+[0, 1]; a keypoint the detector did not find has conf 0 (its xy is then meaningless, 0 by
+convention). Image names are dataset ids: FreiHAND's 8-digit index (``"00000123"``), HO3D's
+``"<seq>/<frame>"``, a file stem for user folders.
+
+Also imported: the S2HAND list layout ``[xy (N x 21 x 2), conf (N x 21 x 1), names (N)]`` and
+OpenPose's per-image JSON (``people[k]["hand_right_keypoints_2d"]``: 63 numbers x, y, c).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from handrecon.joints import NUM_JOINTS
+
+FORMAT = "handrecon.detections"
+VERSION = 1
+
+
+class DetectionsError(ValueError):
+    """A detections file that is missing, malformed or for another split."""
+
+
+@dataclass
+class Detections:
+    names: list[str]
+    xy: np.ndarray  # (N, 21, 2) float32 pixels
+    conf: np.ndarray  # (N, 21) float32 in [0, 1]
+    dataset: str = "unknown"
+    split: str = "unknown"
+    detector: str = "unknown"
+    _index: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.xy = np.asarray(self.xy, dtype=np.float32).reshape(-1, NUM_JOINTS, 2) if len(self.names) else np.zeros((0, NUM_JOINTS, 2), np.float32)
+        self.conf = np.asarray(self.conf, dtype=np.float32).reshape(-1, NUM_JOINTS) if len(self.names) else np.zeros((0, NUM_JOINTS), np.float32)
+        if not (len(self.names) == len(self.xy) == len(self.conf)):
+            raise DetectionsError(
+                f"detections: {len(self.names)} names but xy {self.xy.shape} and conf {self.conf.shape}; expected (N, 21, 2) and (N, 21)"
+            )
+        self._index = {n: i for i, n in enumerate(self.names)}
+        if len(self._index) != len(self.names):
+            raise DetectionsError("detections: duplicate image names")
+
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._index
+
+    def get(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(xy (21, 2), conf (21,)) of one image; KeyError names the missing image."""
+        try:
+            i = self._index[name]
+        except KeyError:
+            raise KeyError(f"no detection for image {name!r} ({self.dataset}/{self.split}, {len(self)} images)") from None
+        return self.xy[i], self.conf[i]
+
+    def add(self, name: str, xy: np.ndarray, conf: np.ndarray) -> None:
+        xy = np.asarray(xy, np.float32)
+        conf = np.asarray(conf, np.float32).reshape(-1)
+        if xy.shape != (NUM_JOINTS, 2) or conf.shape != (NUM_JOINTS,):
+            raise DetectionsError(f"detection for {name!r}: expected xy (21, 2) and conf (21,), got {xy.shape} and {conf.shape}")
+        if name in self._index:
+            i = self._index[name]
+            self.xy[i], self.conf[i] = xy, conf
+            return
+        self._index[name] = len(self.names)
+        self.names.append(name)
+        self.xy = np.concatenate([self.xy, xy[None]], 0)
+        self.conf = np.concatenate([self.conf, conf[None]], 0)
+
+    @classmethod
+    def empty(cls, dataset: str = "unknown", split: str = "unknown", detector: str = "unknown") -> Detections:
+        return cls([], np.zeros((0, NUM_JOINTS, 2)), np.zeros((0, NUM_JOINTS)), dataset, split, detector)
+
+    # ------------------------------------------------------------------ I/O
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically (a killed detection run never leaves a half-written file)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "format": FORMAT,
+            "version": VERSION,
+            "dataset": self.dataset,
+            "split": self.split,
+            "detector": self.detector,
+            "joint_order": "freihand21",
+            "items": {
+                n: {"xy": np.round(self.xy[i], 2).tolist(), "conf": np.round(self.conf[i], 4).tolist()}
+                for i, n in enumerate(self.names)
+            },
+        }
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, split: str | None = None, dataset: str | None = None) -> Detections:
+        """Read any supported layout. ``split``/``dataset``, when given, must match the file's."""
+        path = Path(path)
+        if not path.is_file():
+            raise DetectionsError(f"detections file not found: {path} (make one with `python -m handrecon.detect`)")
+        try:
+            doc = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DetectionsError(f"detections file {path} is not valid JSON: {e}") from e
+        if isinstance(doc, dict) and doc.get("format") == FORMAT:
+            det = cls._from_doc(doc, path)
+        elif isinstance(doc, list) and len(doc) == 3:
+            det = cls.from_s2hand_list(doc, path, split=split or "unknown", dataset=dataset or "unknown")
+        else:
+            raise DetectionsError(
+                f"{path}: unknown detections layout; expected a handrecon detections JSON "
+                f"(format={FORMAT!r}) or the S2HAND list [xy, conf, names]"
+            )
+        if split is not None and det.split not in ("unknown", split):
+            raise DetectionsError(f"{path} holds detections for split {det.split!r}, but split {split!r} was expected")
+        if dataset is not None and det.dataset not in ("unknown", dataset):
+            raise DetectionsError(f"{path} holds detections for dataset {det.dataset!r}, but {dataset!r} was expected")
+        return det
+
+    @classmethod
+    def _from_doc(cls, doc: dict, path: Path) -> Detections:
+        items = doc.get("items")
+        if not isinstance(items, dict):
+            raise DetectionsError(f"{path}: 'items' must be an object mapping image names to {{xy, conf}}")
+        names = list(items)
+        xy = np.zeros((len(names), NUM_JOINTS, 2), np.float32)
+        conf = np.zeros((len(names), NUM_JOINTS), np.float32)
+        for i, n in enumerate(names):
+            it = items[n]
+            a, c = np.asarray(it.get("xy"), np.float32), np.asarray(it.get("conf"), np.float32)
+            if a.shape != (NUM_JOINTS, 2) or c.shape != (NUM_JOINTS,):
+                raise DetectionsError(f"{path}: item {n!r} has xy {a.shape} and conf {c.shape}; expected (21, 2) and (21,)")
+            xy[i], conf[i] = a, c
+        return cls(names, xy, conf, doc.get("dataset", "unknown"), doc.get("split", "unknown"), doc.get("detector", "unknown"))
+
+    @classmethod
+    def from_s2hand_list(cls, doc: list, path: Path | str = "<list>", split: str = "unknown", dataset: str = "unknown") -> Detections:
+        """S2HAND's published layout: [xy (N, 21, 2), conf (N, 21, 1), names (N)]."""
+        xy, conf, names = doc
+        xy, conf = np.asarray(xy, np.float32), np.asarray(conf, np.float32)
+        if xy.ndim != 3 or xy.shape[1:] != (NUM_JOINTS, 2):
+            raise DetectionsError(f"{path}: S2HAND list xy has shape {xy.shape}; expected (N, 21, 2)")
+        conf = conf.reshape(len(conf), -1)
+        if conf.shape != (len(xy), NUM_JOINTS) or len(names) != len(xy):
+            raise DetectionsError(f"{path}: S2HAND list has {len(xy)} xy, conf {conf.shape}, {len(names)} names; expected N each")
+        names = [_image_id(str(n)) for n in names]
+        return cls(names, xy, conf, dataset, split, "s2hand-import")
+
+    @classmethod
+    def from_openpose_dir(cls, folder: str | os.PathLike, hand: str = "right", split: str = "unknown",
+                          dataset: str = "unknown") -> Detections:
+        """OpenPose's ``--write_json`` output: one ``<stem>_keypoints.json`` per image; the most
+        confident person's ``hand_<side>_keypoints_2d`` (63 numbers) is taken."""
+        folder = Path(folder)
+        files = sorted(folder.glob("*_keypoints.json"))
+        if not files:
+            raise DetectionsError(f"{folder}: no OpenPose '*_keypoints.json' files found")
+        det = cls.empty(dataset, split, "openpose-import")
+        key = f"hand_{hand}_keypoints_2d"
+        for f in files:
+            people = json.loads(f.read_text()).get("people", [])
+            best = None
+            for p in people:
+                k = np.asarray(p.get(key, []), np.float32)
+                if k.size != NUM_JOINTS * 3:
+                    continue
+                k = k.reshape(NUM_JOINTS, 3)
+                if best is None or k[:, 2].sum() > best[:, 2].sum():
+                    best = k
+            if best is None:
+                best = np.zeros((NUM_JOINTS, 3), np.float32)
+            det.add(f.name[: -len("_keypoints.json")], best[:, :2], best[:, 2])
+        return det
+
+
+def _image_id(name: str) -> str:
+    """'training/rgb/00000123.jpg' -> '00000123' (S2HAND lists store paths)."""
+    return Path(name).stem if ("/" in name or "." in name) else name

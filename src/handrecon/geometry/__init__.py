@@ -1,0 +1,1 @@
+"""Geometry: rotations and the camera (one home each)."""
