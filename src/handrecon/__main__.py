@@ -1,0 +1,4 @@
+from handrecon.cli.train import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""``python -m handrecon``: the Hydra app. task=train (default) trains one stage."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from handrecon.cli import conf_dir
+
+log = logging.getLogger("handrecon")
+
+TASKS = ("train", "evaluate", "predict", "export")
+
+
+def build_module(cfg: DictConfig):
+    """Instantiate the hand model, network, objective, renderer and the stage's LightningModule."""
+    from handrecon.stages.module import HandReconModule
+
+    net = hydra.utils.instantiate(cfg.model, _recursive_=True)
+    objective = hydra.utils.instantiate(cfg.loss, nonfinite=cfg.nonfinite)
+    renderer = hydra.utils.instantiate(cfg.renderer)
+    return HandReconModule(net=net, objective=objective, renderer=renderer,
+                           stage=OmegaConf.to_container(cfg.stage, resolve=True),
+                           config=OmegaConf.to_container(cfg, resolve=True))
+
+
+def find_resume_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
+    """resume=false -> None; resume=PATH -> PATH; resume=true -> the newest last.ckpt of this run_name."""
+    r = cfg.resume
+    if r in (None, False, "false"):
+        return None
+    if r is not True and r != "true":
+        if not Path(str(r)).is_file():
+            raise FileNotFoundError(f"resume={r}: no such checkpoint")
+        return str(r)
+    own = output_dir / "checkpoints" / "last.ckpt"
+    if own.is_file():
+        return str(own)
+    runs = sorted(output_dir.parent.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise FileNotFoundError(
+            f"resume=true: no last.ckpt under {output_dir.parent}/*/checkpoints/ (run_name={cfg.run_name}); "
+            "pass resume=<path to last.ckpt> instead"
+        )
+    return str(runs[-1])
+
+
+def train(cfg: DictConfig) -> dict:
+    output_dir = Path(cfg.paths.output_dir)
+    pl.seed_everything(int(cfg.seed), workers=True)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    module = build_module(cfg)
+    loaded = module.init_from(cfg.init_from)
+    if loaded:
+        log.info("initialised %d tensors from %s", len(loaded), cfg.init_from)
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=True)
+    ckpt_path = find_resume_checkpoint(cfg, output_dir)
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    result = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1 and math.isfinite(float(v))}
+    best = [c for c in callbacks if isinstance(c, pl.callbacks.ModelCheckpoint) and c.monitor]
+    summary = {
+        "stage": cfg.stage.name,
+        "global_step": trainer.global_step,
+        "best_checkpoint": best[0].best_model_path if best else None,
+        "last_checkpoint": str(output_dir / "checkpoints" / "last.ckpt"),
+        "metrics": result,
+    }
+    if cfg.test_after_fit:
+        trainer.test(module, datamodule=datamodule)
+    if trainer.is_global_zero:
+        (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        write_metrics(output_dir, result)
+    return summary
+
+
+def write_metrics(output_dir: Path, metrics: dict) -> dict:
+    """metrics.json of the run: the evaluator's keys (val/*, mm) plus the mean-pose baseline."""
+    keys = ("mpjpe_mm", "pa_mpjpe_mm", "pa_mpvpe_mm", "auc_joints_aligned", "auc_verts_aligned", "f5", "f15")
+    out = {k: metrics[f"val/{k}"] for k in keys if f"val/{k}" in metrics}
+    if "val/baseline_pa_mpjpe_mm" in metrics:
+        out["baseline_pa_mpjpe_mm"] = metrics["val/baseline_pa_mpjpe_mm"]
+    if out:
+        (output_dir / "metrics.json").write_text(json.dumps(out, indent=2))
+        table = "\n".join(f"  {k:<22} {v:10.4f}" for k, v in out.items())
+        print(f"validation metrics ({output_dir / 'metrics.json'}):\n{table}")
+    return out
+
+
+def run(cfg: DictConfig):
+    if cfg.task not in TASKS:
+        raise ValueError(f"task={cfg.task!r} is not a task; expected one of {TASKS}")
+    if cfg.task == "train":
+        return train(cfg)
+    if cfg.task == "evaluate":
+        from handrecon.cli.evaluate import evaluate
+
+        return evaluate(cfg)
+    if cfg.task == "predict":
+        from handrecon.cli.predict import predict
+
+        return predict(cfg)
+    from handrecon.cli.export import export
+
+    return export(cfg)
+
+
+@hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")
+def main(cfg: DictConfig):
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

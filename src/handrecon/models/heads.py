@@ -1,0 +1,95 @@
+"""Regression heads: hand parameters (pose, shape, viewpoint) and appearance (texture, lighting)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: mean skin albedo of the method (RGB in [0, 1])
+MEAN_SKIN = (0.78, 0.59, 0.59)
+#: the 11 lighting numbers of the method
+LIGHT_DIM = 11
+
+
+def _mlp(cin: int, hidden: tuple[int, ...]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(cin, h), nn.BatchNorm1d(h), nn.ReLU(inplace=True)]
+        cin = h
+    return nn.Sequential(*layers)
+
+
+def _zero_head(cin: int, cout: int) -> nn.Linear:
+    lin = nn.Linear(cin, cout)
+    nn.init.zeros_(lin.weight)
+    nn.init.zeros_(lin.bias)
+    return lin
+
+
+class HandRegressor(nn.Module):
+    """global feature (B, C) -> raw hand parameters.
+
+    Outputs a dict: pose (B, pose_dim) (PCA coefficients or axis-angle), betas (B, 10),
+    rot (B, 3 or 6) (axis-angle or 6D), cam (B, 3) (du, dv, dz: the hand centre in the crop as
+    offsets in [-1, 1]-normalised image units, and log-depth offset) and scale (B, 1) offset.
+    Every head starts at zero, i.e. at the mean hand, identity rotation, centred at depth z_init.
+    """
+
+    def __init__(self, in_features: int, pose_dim: int, num_betas: int = 10, rot_repr: str = "6d",
+                 hidden: tuple[int, ...] = (1024, 512)):
+        super().__init__()
+        if rot_repr not in ("6d", "axis_angle"):
+            raise ValueError(f"model.rot_repr must be '6d' or 'axis_angle', got {rot_repr!r}")
+        self.rot_repr = rot_repr
+        self.trunk = _mlp(in_features, tuple(hidden))
+        h = hidden[-1]
+        self.pose = _zero_head(h, pose_dim)
+        self.betas = _zero_head(h, num_betas)
+        self.rot = _zero_head(h, 6 if rot_repr == "6d" else 3)
+        self.cam = _zero_head(h, 3)
+        self.scale = _zero_head(h, 1)
+
+    def forward(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.trunk(feat)
+        rot = self.rot(x)
+        if self.rot_repr == "6d":  # identity at zero output
+            rot = rot + torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], device=rot.device, dtype=rot.dtype)
+        return {"pose": self.pose(x), "betas": self.betas(x), "rot": rot, "cam": self.cam(x), "scale": self.scale(x)}
+
+
+class AppearanceHead(nn.Module):
+    """low-level features (B, C, h, w) -> texture (B, V, 3) albedo in [0, 1] and lighting (B, 11).
+
+    Texture = mean skin colour + a bounded regressed offset per vertex (per vertex works for any
+    topology). Lighting: ambient intensity, directional intensity, ambient colour (3), directional
+    colour (3), direction towards the light (3, camera frame; normalised by the renderer).
+    """
+
+    def __init__(self, in_channels: int, num_verts: int, width: int = 64, hidden: int = 256,
+                 mean_skin: tuple[float, float, float] = MEAN_SKIN, max_offset: float = 0.4):
+        super().__init__()
+        self.num_verts = num_verts
+        self.max_offset = max_offset
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )  # fmt: skip
+        self.mlp = nn.Sequential(nn.Linear(2 * width, hidden), nn.ReLU(inplace=True))
+        self.texture = _zero_head(hidden, num_verts * 3)
+        self.light = _zero_head(hidden, LIGHT_DIM)
+        self.register_buffer("mean_skin", torch.tensor(mean_skin), persistent=False)
+        # lighting at zero output: ambient 0.6, directional 0.5, white colours, light at the camera
+        self.register_buffer(
+            "light_bias",
+            torch.tensor([0.4055, 0.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 0.0, 0.0, -1.0]),
+            persistent=False,
+        )
+
+    def forward(self, low: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.mlp(self.conv(low))
+        off = torch.tanh(self.texture(x)).view(-1, self.num_verts, 3) * self.max_offset
+        texture = (self.mean_skin + off).clamp(0.0, 1.0)  # (B, V, 3)
+        raw = self.light(x) + self.light_bias
+        light = torch.cat([torch.sigmoid(raw[:, :8]), raw[:, 8:11]], -1)  # (B, 11)
+        return texture, light

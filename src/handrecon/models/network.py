@@ -1,0 +1,132 @@
+"""The S2HAND network: image -> hand pose, shape, viewpoint, texture, lighting (+ 2D keypoint branch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import nn
+
+from handrecon.geometry import camera
+from handrecon.geometry.rotation import axis_angle_to_matrix, matrix_to_axis_angle, rotation_6d_to_matrix
+from handrecon.joints import JOINT_NAMES
+from handrecon.models.encoder import Encoder
+from handrecon.models.heads import AppearanceHead, HandRegressor
+from handrecon.models.hourglass import KeypointBranch
+
+#: the parts of the network a stage can train or freeze
+PARTS = ("encoder", "regressor", "appearance", "kp_branch")
+
+
+@dataclass
+class HandReconOutput:
+    """Everything the network predicts for a batch (camera frame, metres, crop pixels)."""
+
+    pose: torch.Tensor  # (B, pose_dim) PCA coefficients or axis-angle, as regressed
+    betas: torch.Tensor  # (B, 10)
+    rotmat: torch.Tensor  # (B, 3, 3) global rotation
+    rot_aa: torch.Tensor  # (B, 3) global rotation, axis-angle
+    scale: torch.Tensor  # (B, 1) |s| of X_cam = T + |s| R X
+    transl: torch.Tensor  # (B, 3) T, metres
+    local_pose: torch.Tensor  # (B, 15, 3) finger joint rotations, axis-angle, MANO joint order
+    verts: torch.Tensor  # (B, V, 3) camera frame
+    joints: torch.Tensor  # (B, 21, 3) camera frame, canonical order
+    kp2d_proj: torch.Tensor  # (B, 21, 2) projected joints, crop pixels
+    texture: torch.Tensor | None = None  # (B, V, 3) albedo
+    lighting: torch.Tensor | None = None  # (B, 11)
+    kp2d_stages: list[torch.Tensor] | None = None  # per hourglass stack (B, 21, 2)
+    kp2d_conf: torch.Tensor | None = None  # (B, 21) last stack's confidence
+    heatmaps: list[torch.Tensor] | None = None  # per stack (B, 21, S/4, S/4)
+
+    def detach(self) -> HandReconOutput:
+        def d(v):
+            if isinstance(v, torch.Tensor):
+                return v.detach()
+            if isinstance(v, list):
+                return [t.detach() for t in v]
+            return v
+
+        return HandReconOutput(**{f.name: d(getattr(self, f.name)) for f in fields(self)})
+
+
+class HandReconNet(nn.Module):
+    """forward(image (B, 3, S, S) in [0, 1], K (B, 3, 3) of the crop) -> HandReconOutput.
+
+    The hand is placed as X_cam = T + |s| R (X - X_c) with X_c the model-frame position of joint
+    ``center_joint`` (default: the middle finger's MCP, near the hand's centre), so T is the
+    camera-frame position of that joint: T = z K^-1 [u, v, 1] with (u, v) its image position and
+    z = z_init * exp(dz). This keeps the parameterisation valid for any crop and K.
+    """
+
+    def __init__(self, hand_model: nn.Module, encoder: Encoder | dict | None = None, rot_repr: str = "6d",
+                 z_init: float = 0.65, scale_init: float = 0.95, mean_shape: bool = False,
+                 center_joint: str = "middle_mcp", use_appearance: bool = True, use_kp_branch: bool = True,
+                 kp_branch: dict | None = None, regressor_hidden: tuple[int, ...] = (1024, 512)):
+        super().__init__()
+        self.hand_model = hand_model
+        if encoder is None:
+            encoder = Encoder()
+        elif isinstance(encoder, dict):
+            encoder = Encoder(**encoder)
+        self.encoder = encoder
+        if center_joint not in JOINT_NAMES:
+            raise ValueError(f"model.center_joint={center_joint!r} is not a joint name; expected one of {JOINT_NAMES}")
+        self.center_joint = JOINT_NAMES.index(center_joint)
+        self.z_init, self.scale_init, self.mean_shape = float(z_init), float(scale_init), bool(mean_shape)
+        self.regressor = HandRegressor(encoder.global_channels, hand_model.pose_dim, hand_model.num_betas, rot_repr,
+                                       tuple(regressor_hidden))
+        self.appearance = AppearanceHead(encoder.low_channels, hand_model.num_verts) if use_appearance else None
+        self.kp_branch = KeypointBranch(**(kp_branch or {})) if use_kp_branch else None
+        for p in self.hand_model.parameters():  # the hand model is fixed data, never trained
+            p.requires_grad_(False)
+
+    # ------------------------------------------------------------------ parts
+    def part(self, name: str) -> nn.Module | None:
+        if name not in PARTS:
+            raise ValueError(f"unknown network part {name!r}; expected one of {PARTS}")
+        return getattr(self, name)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, image: torch.Tensor, K: torch.Tensor, with_appearance: bool = True,
+                with_kp_branch: bool = True) -> HandReconOutput:
+        B, _, H, W = image.shape
+        glob, low = self.encoder(image)
+        raw = self.regressor(glob)
+        betas = torch.zeros_like(raw["betas"]) if self.mean_shape else raw["betas"]
+        if raw["rot"].shape[-1] == 6:
+            rotmat = rotation_6d_to_matrix(raw["rot"])
+            rot_aa = matrix_to_axis_angle(rotmat)
+        else:
+            rot_aa = raw["rot"]
+            rotmat = axis_angle_to_matrix(rot_aa)
+        hand = self.hand_model(raw["pose"], betas)  # model frame, no global rotation
+        center = hand.joints[:, self.center_joint : self.center_joint + 1]  # (B, 1, 3)
+        scale = (self.scale_init + raw["scale"]).abs()  # (B, 1)
+        du, dv, dz = raw["cam"].unbind(-1)
+        u = (du + 1.0) * (W / 2.0) - 0.5
+        v = (dv + 1.0) * (H / 2.0) - 0.5
+        z = self.z_init * torch.exp(dz)
+        ray = torch.linalg.solve(K, torch.stack([u, v, torch.ones_like(u)], -1).unsqueeze(-1)).squeeze(-1)
+        transl = ray / ray[:, 2:3] * z[:, None]  # (B, 3)
+        verts = camera.place(hand.verts - center, rotmat, scale, transl)
+        joints = camera.place(hand.joints - center, rotmat, scale, transl)
+        out = HandReconOutput(
+            pose=raw["pose"], betas=betas, rotmat=rotmat, rot_aa=rot_aa, scale=scale, transl=transl,
+            local_pose=hand.local_pose, verts=verts, joints=joints, kp2d_proj=camera.project(joints, K),
+        )  # fmt: skip
+        if self.appearance is not None and with_appearance:
+            out.texture, out.lighting = self.appearance(low)
+        if self.kp_branch is not None and with_kp_branch:
+            stages = self.kp_branch((image - self.encoder.mean) / self.encoder.std)
+            out.heatmaps = [s[0] for s in stages]
+            out.kp2d_stages = [s[1] for s in stages]
+            out.kp2d_conf = stages[-1][2]
+        return out
+
+    @torch.no_grad()
+    def predict_keypoints(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The trained 2D branch as a detector: image (B, 3, S, S) -> (uv (B, 21, 2) px, conf (B, 21))."""
+        if self.kp_branch is None:
+            raise RuntimeError("this model has no 2D keypoint branch (model.use_kp_branch=false)")
+        stages = self.kp_branch((image - self.encoder.mean) / self.encoder.std)
+        return stages[-1][1], stages[-1][2]

@@ -1,0 +1,255 @@
+"""The LightningModule of every training stage.
+
+A stage is configuration, not code (conf/stage/*.yaml): which network parts train
+(``train_parts``; the others are frozen and kept in eval mode), which loss terms are on
+(``loss_terms``; a term also needs a non-zero weight in conf/loss), the optimiser and the
+learning-rate schedule, and the checkpoint metric.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from handrecon.geometry import camera
+from handrecon.models import anatomy
+from handrecon.models.network import PARTS, HandReconNet, HandReconOutput
+from handrecon.stages import visualize
+
+log = logging.getLogger(__name__)
+
+#: loss terms that need the rendered hand / the 2D keypoint branch / the appearance head
+RENDER_TERMS = {"photo", "mean_rgb", "ssim", "silhouette"}
+KP_BRANCH_TERMS = {"hm", "kp_cons"}
+APPEARANCE_TERMS = RENDER_TERMS | {"tex_reg"}
+
+
+class HandReconModule(pl.LightningModule):
+    def __init__(self, net: HandReconNet, objective: nn.Module, renderer: nn.Module, stage: dict,
+                 config: dict | None = None, log_images_every_n_steps: int = 200):
+        super().__init__()
+        self.net, self.objective, self.renderer = net, objective, renderer
+        self.stage = dict(stage)
+        self.config = config
+        self.log_images_every_n_steps = int(log_images_every_n_steps)
+        self.save_hyperparameters({"config": config, "stage": self.stage})
+        unknown = set(self.stage["train_parts"]) - set(PARTS)
+        if unknown:
+            raise ValueError(f"stage.train_parts has unknown parts {sorted(unknown)}; expected a subset of {PARTS}")
+        self.loss_terms = set(self.stage["loss_terms"])
+        self.objective.set_mesh(net.hand_model.faces, net.hand_model.num_verts, ref_verts=None)
+        self._freeze()
+        from handrecon.eval.metrics import HandMetrics
+
+        self.val_metrics = HandMetrics()
+        self.val_baseline = HandMetrics()
+        self.test_metrics = HandMetrics()
+        self._kp_err_sum = 0.0
+        self._kp_err_n = 0
+
+    # ------------------------------------------------------------------ parts / freezing
+    def _freeze(self) -> None:
+        train = set(self.stage["train_parts"])
+        for name in PARTS:
+            part = self.net.part(name)
+            if part is not None:
+                part.requires_grad_(name in train)
+        missing = [n for n in train if self.net.part(n) is None]
+        if missing:
+            raise ValueError(f"stage {self.stage['name']} trains {missing}, which this model does not have (model.use_*)")
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode:  # frozen parts keep their batch-norm statistics
+            for name in PARTS:
+                part = self.net.part(name)
+                if part is not None and name not in self.stage["train_parts"]:
+                    part.eval()
+        return self
+
+    def needs(self) -> tuple[bool, bool, bool]:
+        """(render, appearance head, kp branch) needed by this stage's active terms."""
+        w = self.objective.weights if hasattr(self.objective, "weights") else {}
+        active = {t for t in self.loss_terms if w.get(t, 1.0) != 0}
+        kp = bool(active & KP_BRANCH_TERMS) or "kp_branch" in self.stage["train_parts"]
+        return bool(active & RENDER_TERMS), bool(active & APPEARANCE_TERMS), kp
+
+    # ------------------------------------------------------------------ forward helpers
+    def forward(self, image: torch.Tensor, K: torch.Tensor, **kw) -> HandReconOutput:
+        return self.net(image, K, **kw)
+
+    def render(self, out: HandReconOutput, K: torch.Tensor, size: tuple[int, int], background=None):
+        from handrecon.render.base import Lighting
+
+        light = Lighting.from_vector(out.lighting) if out.lighting is not None else None
+        colors = out.texture if out.texture is not None else torch.full_like(out.verts, 0.7)
+        return self.renderer(out.verts, self.net.hand_model.faces, colors, K, size, light, background)
+
+    def _loss_inputs(self, batch: dict, out: HandReconOutput, rend) -> Any:
+        from handrecon.losses.objective import LossInputs
+
+        violation = None
+        if "pose_prior" in self.loss_terms:
+            angles = anatomy.local_angles(out.local_pose, self.net.hand_model.joint_frames)
+            violation = anatomy.limit_violation(angles)
+        return LossInputs(
+            kp2d_proj=out.kp2d_proj, joints3d=out.joints, verts=out.verts, betas=out.betas,
+            pose_violation=violation, kp2d_stages=out.kp2d_stages, texture=out.texture,
+            render_rgb=None if rend is None else rend.rgb, render_silhouette=None if rend is None else rend.silhouette,
+            image=batch["image"].permute(0, 2, 3, 1), mask=batch.get("mask"), has_mask=batch.get("has_mask"),
+            det_uv=batch["kp2d"], det_conf=batch["kp2d_conf"], appearance_weight=batch.get("appearance_weight"),
+            gt_joints3d=batch.get("joints3d"), has_3d=batch.get("has_3d"), names=batch.get("name"),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict, batch_idx: int):
+        need_render, need_app, need_kp = self.needs()
+        image, K = batch["image"], batch["K"]
+        out = self.net(image, K, with_appearance=need_app, with_kp_branch=need_kp)
+        rend = self.render(out, K, tuple(image.shape[-2:])) if need_render else None
+        total, terms = self.objective(self._loss_inputs(batch, out, rend), self.loss_terms)
+        bs = image.shape[0]
+        if total is None:  # non-finite loss with nonfinite=skip: skip this batch, loudly
+            log.warning("step %d: non-finite loss term %s, batch skipped", self.global_step, terms.get("nonfinite_term"))
+            self.log("train/skipped_batches", 1.0, reduce_fx="sum", on_step=False, on_epoch=True, batch_size=bs)
+            return None
+        for k, v in terms.items():
+            if isinstance(v, torch.Tensor):
+                self.log(f"train/{k}", v, on_step=True, on_epoch=True, batch_size=bs)
+        self.log("train/loss", total, prog_bar=True, on_step=True, on_epoch=True, batch_size=bs)
+        if self.log_images_every_n_steps > 0 and self.global_step % self.log_images_every_n_steps == 0:
+            self._log_overlay(batch, out, rend, "train")
+        return total
+
+    # ------------------------------------------------------------------ validation / test
+    def _eval_step(self, batch: dict, metrics, prefix: str):
+        image, K = batch["image"], batch["K"]
+        _, _, need_kp = self.needs()
+        out = self.net(image, K, with_appearance=False, with_kp_branch=need_kp)
+        has = batch["has_3d"].bool()
+        if has.any():
+            gt_v = batch["verts3d"][has]
+            pred_v = out.verts[has]
+            metrics.update(out.joints[has], batch["joints3d"][has], pred_v, gt_v)
+            if prefix == "val":
+                mean = self.net.hand_model(
+                    torch.zeros(int(has.sum()), self.net.hand_model.pose_dim, device=image.device),
+                    torch.zeros(int(has.sum()), self.net.hand_model.num_betas, device=image.device),
+                )
+                self.val_baseline.update(mean.joints, batch["joints3d"][has], mean.verts, gt_v)
+                if out.kp2d_stages is not None:
+                    gt_uv = camera.project(batch["joints3d"][has], K[has])
+                    err = (out.kp2d_stages[-1][has] - gt_uv).norm(dim=-1).mean(-1)
+                    self._kp_err_sum += float(err.sum())
+                    self._kp_err_n += int(err.numel())
+        return out
+
+    def validation_step(self, batch: dict, batch_idx: int):
+        out = self._eval_step(batch, self.val_metrics, "val")
+        if batch_idx == 0 and self.log_images_every_n_steps > 0:
+            K = batch["K"]
+            need_render, need_app, _ = self.needs()
+            if self.net.appearance is not None:
+                out.texture, out.lighting = self.net.appearance(self.net.encoder(batch["image"])[1])
+            rend = self.render(out, K, tuple(batch["image"].shape[-2:]))
+            self._log_overlay(batch, out, rend, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics(self.val_metrics, "val")
+        if self.val_baseline.update_count:
+            base = self.val_baseline.compute()
+            self.log("val/baseline_pa_mpjpe_mm", float(base["pa_mpjpe_mm"]), sync_dist=True)
+            self.val_baseline.reset()
+        if self._kp_err_n:
+            self.log("val/kp_branch_err_px", self._kp_err_sum / self._kp_err_n, sync_dist=True)
+        self._kp_err_sum, self._kp_err_n = 0.0, 0
+
+    def test_step(self, batch: dict, batch_idx: int):
+        self._eval_step(batch, self.test_metrics, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics(self.test_metrics, "test")
+
+    def _log_metrics(self, metrics, prefix: str) -> None:
+        if not metrics.update_count:
+            return
+        for k, v in metrics.compute().items():
+            if v is not None and np.isfinite(float(v)):
+                self.log(f"{prefix}/{k}", float(v), prog_bar=k == "pa_mpjpe_mm", sync_dist=True)
+        metrics.reset()
+
+    # ------------------------------------------------------------------ images
+    def _log_overlay(self, batch: dict, out: HandReconOutput, rend, prefix: str, n: int = 4) -> None:
+        if self.logger is None or self.global_rank != 0:
+            return
+        tiles = []
+        for i in range(min(n, batch["image"].shape[0])):
+            img = visualize.image_to_uint8(batch["image"][i])
+            if rend is not None:
+                img = visualize.overlay_render(img, rend.rgb[i].detach().float().cpu().numpy(),
+                                               rend.silhouette[i].detach().float().cpu().numpy())
+            img = visualize.draw_keypoints(img, batch["kp2d"][i].cpu().numpy(), batch["kp2d_conf"][i].cpu().numpy(), radius=1)
+            img = visualize.draw_keypoints(img, out.kp2d_proj[i].detach().float().cpu().numpy(), radius=2)
+            tiles.append(img)
+        grid = np.concatenate(tiles, axis=1)
+        log_image(self.logger, f"{prefix}/overlay", grid, self.global_step)
+
+    # ------------------------------------------------------------------ optimiser
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(f"stage {self.stage['name']}: nothing to train (stage.train_parts={self.stage['train_parts']})")
+        opt = torch.optim.Adam(params, lr=float(self.stage["lr"]), weight_decay=float(self.stage.get("weight_decay", 0.0)))
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(self.stage["lr_milestones"]),
+                                                     gamma=float(self.stage.get("lr_gamma", 0.5)))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    # ------------------------------------------------------------------ init from other stages
+    def init_from(self, paths: str | Sequence[str] | None) -> list[str]:
+        """Load weights of earlier stages (later paths win). Only matching keys of equal shape are
+        taken; the names of loaded keys' parts are logged. Returns the loaded keys."""
+        if not paths:
+            return []
+        if isinstance(paths, str):
+            paths = [paths]
+        own = self.state_dict()
+        loaded: list[str] = []
+        for p in paths:
+            if not Path(p).is_file():
+                raise FileNotFoundError(f"init_from: checkpoint not found: {p}")
+            sd = torch.load(p, map_location="cpu", weights_only=False)
+            sd = sd.get("state_dict", sd)
+            take = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+            if not take:
+                raise ValueError(f"init_from: {p} has no weights matching this model")
+            own.update(take)
+            loaded += list(take)
+            parts = sorted({k.split(".")[1] for k in take if k.startswith("net.")})
+            log.info("init_from %s: %d tensors (%s)", p, len(take), ", ".join(parts))
+        self.load_state_dict(own)
+        return loaded
+
+
+def log_image(logger, key: str, image: np.ndarray, step: int) -> None:
+    """Log an (H, W, 3) uint8 image to whatever logger(s) the run uses."""
+    loggers = logger if isinstance(logger, list | tuple) else [logger]
+    for lg in loggers:
+        exp = getattr(lg, "experiment", None)
+        name = type(lg).__name__
+        if name == "TensorBoardLogger":
+            exp.add_image(key, image, step, dataformats="HWC")
+        elif name == "WandbLogger":
+            lg.log_image(key=key, images=[image], step=step)
+        elif getattr(lg, "log_dir", None):
+            import cv2
+
+            d = Path(lg.log_dir) / "images"
+            d.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(d / f"{key.replace('/', '_')}_{step:07d}.png"), image[..., ::-1])
