@@ -51,10 +51,11 @@ def test_weak_perspective_round_trip_and_origin_projection():
 
 def test_crop_matrix_maps_box_edges_to_image_edges():
     A = camera.crop_matrix((50.0, 60.0), 40.0, 80)
-    # left/top box edge (c - size/2 - 0.5 ... in pixel-edge units) -> -0.5 ; right edge -> 79.5
-    edge_lo = camera.apply_homography(A, np.array([[50 - 20 - 0.5, 60 - 20 - 0.5]]))
-    edge_hi = camera.apply_homography(A, np.array([[50 + 20 - 0.5, 60 + 20 - 0.5]]))
+    # box edges c -+ size/2 -> image edges -0.5 and 79.5; the centre -> (80 - 1) / 2
+    edge_lo = camera.apply_homography(A, np.array([[50 - 20, 60 - 20]]))
+    edge_hi = camera.apply_homography(A, np.array([[50 + 20, 60 + 20]]))
     assert np.allclose(edge_lo, -0.5) and np.allclose(edge_hi, 79.5)
+    assert np.allclose(camera.apply_homography(A, np.array([[50.0, 60.0]])), 39.5)
 
 
 def test_update_K_keeps_projection_consistent():
@@ -117,3 +118,13 @@ def test_joint_order_tables():
     assert joints.HO3D_TO_CANONICAL[4] == 16
     t = torch.arange(21.0)[None, :, None]
     assert joints.reorder(t, joints.HO3D_TO_CANONICAL)[0, 4, 0] == 16
+
+
+def test_backproject_inverts_project():
+    uv = torch.tensor([[10.0, 200.0], [112.0, 100.0]])
+    z = torch.tensor([0.5, 0.9])
+    Ks = K.expand(2, 3, 3).clone()
+    Ks[1, 0, 1] = 3.0  # a skewed K too
+    X = camera.backproject(uv, z, Ks)
+    assert torch.allclose(X[:, 2], z)
+    assert torch.allclose(camera.project(X[:, None], Ks)[:, 0], uv, atol=1e-4)

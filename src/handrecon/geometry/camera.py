@@ -31,6 +31,16 @@ def project(points: torch.Tensor, K: torch.Tensor, eps: float = 1e-6) -> torch.T
     return p[..., :2] / z
 
 
+def backproject(uv: torch.Tensor, z: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`project` for an upper-triangular K (closed form, ONNX-exportable).
+
+    uv (B, 2) pixels, z (B,) depth -> (B, 3) camera-frame points.
+    """
+    y = (uv[:, 1] - K[:, 1, 2]) / K[:, 1, 1]
+    x = (uv[:, 0] - K[:, 0, 2] - K[:, 0, 1] * y) / K[:, 0, 0]
+    return torch.stack([x * z, y * z, z], -1)
+
+
 def project_np(points: np.ndarray, K: np.ndarray) -> np.ndarray:
     """numpy twin of :func:`project` for data code. points (..., N, 3), K (..., 3, 3) -> (..., N, 2)."""
     p = points @ np.swapaxes(K, -1, -2)
@@ -78,12 +88,12 @@ def translation_to_weak(transl: torch.Tensor, K: torch.Tensor, scale: torch.Tens
 
 def crop_matrix(center: tuple[float, float], size: float, out_size: int) -> np.ndarray:
     """(3, 3) affine that maps the square box of side ``size`` px centred at ``center`` onto an
-    ``out_size`` x ``out_size`` image (box edges onto image edges, pixel-centre convention)."""
+    ``out_size`` x ``out_size`` image: box edges c +- size/2 onto the image edges -0.5 and
+    out_size - 0.5, so the centre lands on (out_size - 1) / 2 (pixel-centre convention)."""
     s = out_size / float(size)
     cx, cy = center
-    # for pixel centres: u' + 0.5 = s * (u + 0.5 - (c - size/2))
-    tx = s * (0.5 - (cx - size / 2.0)) - 0.5
-    ty = s * (0.5 - (cy - size / 2.0)) - 0.5
+    tx = -s * (cx - size / 2.0) - 0.5
+    ty = -s * (cy - size / 2.0) - 0.5
     return np.array([[s, 0.0, tx], [0.0, s, ty], [0.0, 0.0, 1.0]])
 
 
