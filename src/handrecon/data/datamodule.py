@@ -1,0 +1,227 @@
+"""A LightningDataModule generic over dataset factories (FreiHAND, HO3D, synthetic, ...).
+
+Datasets are given as factories (Hydra configs with ``_target_`` and ``_partial_: true``, which
+Hydra instantiates to ``functools.partial``; any callable; or a config node still to be
+instantiated) or as ready Dataset objects. With ``val_fraction > 0`` the validation set is held
+out of the training set's sample ids (:func:`split_ids`, fixed ``seed``; whole groups such as
+HO3D sequences stay on one side; every version of a FreiHAND sample goes with its id) and built
+with the ``val_dataset`` factory (or the training dataset without augmentation). The datasets
+must then offer ``all_ids``, ``with_ids(ids)`` and optionally ``id_groups``.
+
+DDP: every process builds the same datasets and split in ``setup``; the DataLoaders use plain
+``shuffle`` so Lightning substitutes its DistributedSampler (``use_distributed_sampler``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+log = logging.getLogger(__name__)
+
+
+def split_ids(n: int, val_fraction: float, seed: int = 0, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Split positions 0..n-1 into (train, val), sorted, disjoint, covering all, deterministic in ``seed``.
+
+    round(n * val_fraction) positions go to val (at least one when val_fraction > 0 and n > 1),
+    chosen by a seeded permutation. With ``groups`` (n labels), whole groups are drawn until the
+    val share is reached, so no group is on both sides.
+    """
+    if not 0.0 <= float(val_fraction) < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    n = int(n)
+    all_pos = np.arange(n)
+    if val_fraction == 0 or n == 0:
+        return all_pos, np.zeros(0, np.int64)
+    if n < 2:
+        raise ValueError(f"cannot hold out a validation share of {n} sample(s)")
+    target = min(max(1, int(round(n * val_fraction))), n - 1)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        val = np.sort(rng.permutation(n)[:target])
+    else:
+        groups = np.asarray(groups)
+        if len(groups) != n:
+            raise ValueError(f"split_ids: {len(groups)} group labels for {n} samples")
+        uniq = np.unique(groups)
+        if len(uniq) < 2:
+            raise ValueError(f"split_ids: all {n} samples are in one group ({uniq[0]!r}); cannot split by group")
+        chosen, count = [], 0
+        for g in rng.permutation(uniq):
+            if count >= target or len(chosen) == len(uniq) - 1:
+                break
+            chosen.append(g)
+            count += int((groups == g).sum())
+        val = np.flatnonzero(np.isin(groups, chosen))
+    train = np.setdiff1d(all_pos, val)
+    return train, val
+
+
+def _is_config(x) -> bool:
+    return hasattr(x, "keys") and "_target_" in x
+
+
+def build_dataset(spec, **kwargs) -> Dataset | None:
+    """A Dataset from a factory / config / object (``kwargs`` go to the factory)."""
+    if spec is None:
+        return None
+    if isinstance(spec, Dataset):
+        if kwargs:
+            raise TypeError(f"cannot pass {sorted(kwargs)} to a ready dataset object {type(spec).__name__}")
+        return spec
+    if _is_config(spec) or isinstance(spec, Mapping):
+        if not _is_config(spec):
+            raise ValueError(f"dataset config needs a '_target_' (got keys {sorted(spec)})")
+        from hydra.utils import instantiate
+
+        obj = instantiate(spec, **kwargs)
+        return obj() if callable(obj) and not isinstance(obj, Dataset) else obj
+    if callable(spec):
+        return spec(**kwargs)
+    raise TypeError(f"dataset must be a Dataset, a factory or a Hydra config, got {type(spec).__name__}")
+
+
+class HandDataModule(pl.LightningDataModule):
+    """Train / val / test DataLoaders over dataset factories (see the module docstring).
+
+    ``root``, ``image_size``, ``name`` and ``version`` are informational (Hydra configs interpolate them into
+    the dataset nodes) and appear in :meth:`describe`.
+    """
+
+    def __init__(
+        self,
+        train_dataset: Callable[..., Dataset] | Dataset | Mapping | None = None,
+        val_dataset: Callable[..., Dataset] | Dataset | Mapping | None = None,
+        test_dataset: Callable[..., Dataset] | Dataset | Mapping | None = None,
+        batch_size: int = 32,
+        val_batch_size: int | None = None,
+        num_workers: int = 2,
+        pin_memory: bool = False,
+        persistent_workers: bool | None = None,
+        val_fraction: float = 0.0,
+        seed: int = 0,
+        root: str | None = None,
+        image_size: int | None = None,
+        name: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        super().__init__()
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0.0 <= float(val_fraction) < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.train_spec, self.val_spec, self.test_spec = train_dataset, val_dataset, test_dataset
+        self.batch_size = int(batch_size)
+        self.val_batch_size = int(val_batch_size) if val_batch_size else self.batch_size
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory)
+        self.persistent_workers = (self.num_workers > 0) if persistent_workers is None else bool(persistent_workers)
+        self.val_fraction, self.seed = float(val_fraction), int(seed)
+        self.root, self.image_size, self.name, self.version = root, image_size, name, version
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    # ------------------------------------------------------------ datasets
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit", "validate") and self.train_set is None and self.val_set is None:
+            self._setup_fit()
+        if stage in (None, "test", "predict") and self.test_set is None:
+            self.test_set = build_dataset(self.test_spec)
+
+    def _setup_fit(self) -> None:
+        train_full = build_dataset(self.train_spec)
+        if self.val_fraction > 0:
+            if train_full is None:
+                raise ValueError("val_fraction > 0 holds validation samples out of train_dataset, which is not set")
+            for attr in ("all_ids", "with_ids"):
+                if not hasattr(train_full, attr):
+                    raise TypeError(f"val_fraction > 0 needs a train dataset with `{attr}` ({type(train_full).__name__} has none)")
+            ids = np.asarray(train_full.all_ids)
+            tr, va = split_ids(len(ids), self.val_fraction, self.seed, getattr(train_full, "id_groups", None))
+            self.train_set = train_full.with_ids(ids[tr])
+            if self.val_spec is not None:
+                val_full = build_dataset(self.val_spec)
+                if not hasattr(val_full, "with_ids"):
+                    raise TypeError(f"val_fraction > 0 needs a val dataset with `with_ids` ({type(val_full).__name__} has none)")
+                self.val_set = val_full.with_ids(ids[va])
+            else:
+                self.val_set = train_full.with_ids(ids[va])
+                if hasattr(self.val_set, "augment"):
+                    self.val_set.augment = None
+        else:
+            self.train_set = train_full
+            self.val_set = build_dataset(self.val_spec)
+        if self.train_set is not None and len(self.train_set) < self.batch_size:
+            raise ValueError(
+                f"the training set has {len(self.train_set)} samples, fewer than batch_size={self.batch_size}; "
+                "with drop_last no batch would be drawn (lower data.batch_size)"
+            )
+        log.info("data: %s", self.describe())
+
+    # ------------------------------------------------------------ loaders
+    def _loader(self, ds: Dataset, batch_size: int, train: bool) -> DataLoader:
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=train,
+            drop_last=train,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_set is None:
+            self.setup("fit")
+        if self.train_set is None:
+            raise ValueError("no train_dataset configured")
+        return self._loader(self.train_set, self.batch_size, train=True)
+
+    def val_dataloader(self):
+        if self.val_set is None and self.train_set is None:
+            self.setup("validate")
+        return [] if self.val_set is None else self._loader(self.val_set, self.val_batch_size, train=False)
+
+    def test_dataloader(self):
+        if self.test_set is None:
+            self.setup("test")
+        if self.test_set is None:
+            raise ValueError("no test_dataset configured")
+        return self._loader(self.test_set, self.val_batch_size, train=False)
+
+    def predict_dataloader(self):
+        return self.test_dataloader()
+
+    # ------------------------------------------------------------ logging
+    def describe(self) -> dict[str, Any]:
+        """Plain summary for logs and experiment records."""
+        def info(ds):
+            if ds is None:
+                return None
+            d = {"type": type(ds).__name__, "samples": len(ds)}
+            for k in ("split", "version", "versions", "image_size", "detections_path"):
+                if hasattr(ds, k):
+                    v = getattr(ds, k)
+                    d[k] = list(v) if isinstance(v, tuple) else (str(v) if k == "detections_path" else v)
+            if hasattr(ds, "augment"):
+                d["augment"] = ds.augment is not None
+            return d
+
+        return {
+            "name": self.name, "version": self.version, "root": None if self.root is None else str(self.root), "image_size": self.image_size,
+            "batch_size": self.batch_size, "val_batch_size": self.val_batch_size, "num_workers": self.num_workers,
+            "val_fraction": self.val_fraction, "seed": self.seed,
+            "train": info(self.train_set), "val": info(self.val_set), "test": info(self.test_set),
+        }  # fmt: skip
+
+
+def collate(batch: list[dict]) -> dict:
+    """The default collate (all sample fields are tensors, ints or strings); exposed for callers."""
+    return torch.utils.data.default_collate(batch)
