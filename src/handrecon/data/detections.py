@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,26 +38,26 @@ class DetectionsError(ValueError):
     """A detections file that is missing, malformed or for another split."""
 
 
-@dataclass
 class Detections:
-    names: list[str]
-    xy: np.ndarray  # (N, 21, 2) float32 pixels
-    conf: np.ndarray  # (N, 21) float32 in [0, 1]
-    dataset: str = "unknown"
-    split: str = "unknown"
-    detector: str = "unknown"
-    _index: dict[str, int] = field(default_factory=dict, repr=False)
+    """2D detections of one split: names (N), xy (N, 21, 2) pixels, conf (N, 21) in [0, 1]."""
 
-    def __post_init__(self) -> None:
-        self.xy = np.asarray(self.xy, dtype=np.float32).reshape(-1, NUM_JOINTS, 2) if len(self.names) else np.zeros((0, NUM_JOINTS, 2), np.float32)
-        self.conf = np.asarray(self.conf, dtype=np.float32).reshape(-1, NUM_JOINTS) if len(self.names) else np.zeros((0, NUM_JOINTS), np.float32)
-        if not (len(self.names) == len(self.xy) == len(self.conf)):
+    def __init__(self, names: list[str], xy, conf, dataset: str = "unknown", split: str = "unknown",
+                 detector: str = "unknown"):
+        self.names = list(names)
+        self.dataset, self.split, self.detector = dataset, split, detector
+        n = len(self.names)
+        self._xy_buf = np.asarray(xy, dtype=np.float32).reshape(-1, NUM_JOINTS, 2) if n else np.zeros((0, NUM_JOINTS, 2), np.float32)
+        self._conf_buf = np.asarray(conf, dtype=np.float32).reshape(-1, NUM_JOINTS) if n else np.zeros((0, NUM_JOINTS), np.float32)
+        if not (n == len(self._xy_buf) == len(self._conf_buf)):
             raise DetectionsError(
-                f"detections: {len(self.names)} names but xy {self.xy.shape} and conf {self.conf.shape}; expected (N, 21, 2) and (N, 21)"
+                f"detections: {n} names but xy {self._xy_buf.shape} and conf {self._conf_buf.shape}; expected (N, 21, 2) and (N, 21)"
             )
-        self._index = {n: i for i, n in enumerate(self.names)}
-        if len(self._index) != len(self.names):
+        self._index = {name: i for i, name in enumerate(self.names)}
+        if len(self._index) != n:
             raise DetectionsError("detections: duplicate image names")
+
+    def __repr__(self) -> str:
+        return f"Detections({self.dataset}/{self.split}, detector={self.detector}, n={len(self)})"
 
     # ------------------------------------------------------------------ access
     def __len__(self) -> int:
@@ -76,6 +75,7 @@ class Detections:
         return self.xy[i], self.conf[i]
 
     def add(self, name: str, xy: np.ndarray, conf: np.ndarray) -> None:
+        """Add or replace one image's detection (amortised O(1): arrays grow geometrically)."""
         xy = np.asarray(xy, np.float32)
         conf = np.asarray(conf, np.float32).reshape(-1)
         if xy.shape != (NUM_JOINTS, 2) or conf.shape != (NUM_JOINTS,):
@@ -84,10 +84,24 @@ class Detections:
             i = self._index[name]
             self.xy[i], self.conf[i] = xy, conf
             return
-        self._index[name] = len(self.names)
+        n = len(self.names)
+        if n >= len(self._xy_buf):
+            cap = max(16, 2 * len(self._xy_buf))
+            self._xy_buf = np.concatenate([self._xy_buf, np.zeros((cap - len(self._xy_buf), NUM_JOINTS, 2), np.float32)])
+            self._conf_buf = np.concatenate([self._conf_buf, np.zeros((cap - len(self._conf_buf), NUM_JOINTS), np.float32)])
+        self._xy_buf[n], self._conf_buf[n] = xy, conf
+        self._index[name] = n
         self.names.append(name)
-        self.xy = np.concatenate([self.xy, xy[None]], 0)
-        self.conf = np.concatenate([self.conf, conf[None]], 0)
+
+    @property
+    def xy(self) -> np.ndarray:
+        """(N, 21, 2) pixels (a view)."""
+        return self._xy_buf[: len(self.names)]
+
+    @property
+    def conf(self) -> np.ndarray:
+        """(N, 21) in [0, 1] (a view)."""
+        return self._conf_buf[: len(self.names)]
 
     @classmethod
     def empty(cls, dataset: str = "unknown", split: str = "unknown", detector: str = "unknown") -> Detections:
@@ -196,5 +210,16 @@ class Detections:
 
 
 def _image_id(name: str) -> str:
-    """'training/rgb/00000123.jpg' -> '00000123' (S2HAND lists store paths)."""
-    return Path(name).stem if ("/" in name or "." in name) else name
+    """Image path as stored by other tools -> handrecon's image id.
+
+    'training/rgb/00000123.jpg' -> '00000123' (FreiHAND); 'train/ABF10/rgb/0000.png' ->
+    'ABF10/0000' (HO3D: the sequence is kept, frame numbers repeat across sequences);
+    'ABF10/0000' stays as it is.
+    """
+    p = Path(name)
+    parts = p.parts
+    if "rgb" in parts:
+        i = parts.index("rgb")
+        seq = parts[i - 1] if i > 0 and parts[i - 1] not in ("training", "evaluation", "train", "test") else None
+        return f"{seq}/{p.stem}" if seq else p.stem
+    return str(p.with_suffix("")) if p.suffix else name
