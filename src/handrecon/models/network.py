@@ -55,7 +55,7 @@ class HandReconNet(nn.Module):
     The hand is placed as X_cam = T + |s| R (X - X_c) with X_c the model-frame position of joint
     ``center_joint`` (default: the middle finger's MCP, near the hand's centre), so T is the
     camera-frame position of that joint: T = z K^-1 [u, v, 1] with (u, v) its image position and
-    z = z_init * exp(dz). This keeps the parameterisation valid for any crop and K.
+    z = z_init * exp(2 tanh(dz / 2)). This keeps the parameterisation valid for any crop and K.
     """
 
     def __init__(self, hand_model: nn.Module, encoder: Encoder | dict | None = None, rot_repr: str = "6d",
@@ -101,13 +101,14 @@ class HandReconNet(nn.Module):
             rotmat = axis_angle_to_matrix(rot_aa)
         hand = self.hand_model(raw["pose"], betas)  # model frame, no global rotation
         center = hand.joints[:, self.center_joint : self.center_joint + 1]  # (B, 1, 3)
-        scale = (self.scale_init + raw["scale"]).abs()  # (B, 1)
+        # bounded, smooth parameterisation: scale in scale_init * [e^-1, e^1], depth in
+        # z_init * [e^-2, e^2]; an unbounded depth lets a diverging step put the hand behind the camera
+        scale = self.scale_init * torch.exp(torch.tanh(raw["scale"]))  # (B, 1)
         du, dv, dz = raw["cam"].unbind(-1)
         u = (du + 1.0) * (W / 2.0) - 0.5
         v = (dv + 1.0) * (H / 2.0) - 0.5
-        z = self.z_init * torch.exp(dz)
-        ray = torch.linalg.solve(K, torch.stack([u, v, torch.ones_like(u)], -1).unsqueeze(-1)).squeeze(-1)
-        transl = ray / ray[:, 2:3] * z[:, None]  # (B, 3)
+        z = self.z_init * torch.exp(2.0 * torch.tanh(dz / 2.0))
+        transl = camera.backproject(torch.stack([u, v], -1), z, K)  # (B, 3)
         verts = camera.place(hand.verts - center, rotmat, scale, transl)
         joints = camera.place(hand.joints - center, rotmat, scale, transl)
         out = HandReconOutput(

@@ -1,0 +1,241 @@
+"""THE hand model layer: pose (PCA or axis-angle) + shape -> mesh and the 21 canonical keypoints.
+
+One class, :class:`HandModel`, for both handrecon's open hand model (the default, shipped in
+``assets/OPENHAND_RIGHT.pkl``) and the licensed MANO model (``MANO_RIGHT.pkl`` / ``MANO_LEFT.pkl``).
+Both files are read by :func:`handrecon.models.mano_io.load_mano_pickle` (no chumpy) and both go
+through the same ``smplx.MANO`` layer (given the arrays as a ``data_struct``; smplx never opens the
+file). The file is read once, at construction.
+
+Left hands: the open hand model's left hand is the mirror image (x -> -x) of its right hand, with the
+relationship MANO's two files have (template, joints and blend shapes mirrored, face winding flipped,
+the pose space mirrored as axis-angle: (x, y, z) -> (x, -y, -z) per joint). For the official
+``MANO_LEFT.pkl``, whose shapedirs carry the x sign of the right hand (a known defect of the
+released file, smplx issue #48), the x components are flipped when ``MANO_RIGHT.pkl`` lies beside it
+and confirms the defect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from handrecon.joints import MANO_PARENTS, MANO_TO_CANONICAL
+from handrecon.models.mano_io import load_mano_pickle, resolve_model_file
+
+#: MANO's fingertip vertex ids used by the method's reference code (thumb, index, middle, ring, little)
+MANO_TIP_VERTEX_IDS: tuple[int, ...] = (744, 320, 443, 555, 672)
+MANO_NUM_VERTS = 778
+_REQUIRED = ("v_template", "f", "J_regressor", "weights", "kintree_table", "shapedirs", "posedirs",
+             "hands_components", "hands_mean")
+
+
+@dataclass
+class HandOutput:
+    verts: torch.Tensor  # (B, V, 3) metres, model frame (+ transl)
+    joints: torch.Tensor  # (B, 21, 3) canonical (FreiHAND) order: 16 MANO joints + 5 tip vertices
+    local_pose: torch.Tensor  # (B, 15, 3) finger joint rotations (axis-angle, hands mean included), MANO order
+    full_pose: torch.Tensor  # (B, 48) global orientation + local_pose
+
+
+def default_asset_path() -> Path:
+    """The shipped open hand model (``handrecon.models.openhand.ASSET_PATH``)."""
+    return Path(__file__).resolve().parent / "assets" / "OPENHAND_RIGHT.pkl"
+
+
+def mirror_model(data: dict) -> dict:
+    """The mirror image (x -> -x) of a MANO-layout model dict (right <-> left)."""
+    out = dict(data)
+    sx = np.array([-1.0, 1.0, 1.0])
+    out["v_template"] = np.asarray(data["v_template"]) * sx
+    if "J" in data:
+        out["J"] = np.asarray(data["J"]) * sx
+    out["f"] = np.asarray(data["f"])[:, [0, 2, 1]]
+    sd = np.array(data["shapedirs"], copy=True)
+    sd[:, 0, :] *= -1
+    out["shapedirs"] = sd
+    # pose features are (R_j - I) entries; mirroring maps R -> M R M, i.e. entry (i, j) gets the sign
+    # m_i m_j, and the vertex offsets get M on their x component
+    pd = np.array(data["posedirs"], copy=True)
+    m = np.array([-1.0, 1.0, 1.0])
+    feat_sign = np.tile(np.outer(m, m).ravel(), pd.shape[-1] // 9)
+    pd = pd * m[None, :, None] * feat_sign[None, None, :].astype(pd.dtype)
+    out["posedirs"] = pd.astype(np.asarray(data["posedirs"]).dtype)
+    aa = np.tile([1.0, -1.0, -1.0], 15)
+    out["hands_components"] = np.asarray(data["hands_components"]) * aa[None, :]
+    out["hands_mean"] = np.asarray(data["hands_mean"]) * aa
+    return out
+
+
+def _file_side(path: Path) -> str | None:
+    name = path.name.upper()
+    if "LEFT" in name:
+        return "left"
+    if "RIGHT" in name:
+        return "right"
+    return None
+
+
+def _fix_official_left_shapedirs(data: dict, left_file: Path) -> dict:
+    right_file = left_file.with_name(left_file.name.upper().replace("LEFT", "RIGHT"))
+    if not right_file.is_file():
+        right_file = left_file.with_name("MANO_RIGHT.pkl")
+    if not right_file.is_file():
+        return data
+    right = load_mano_pickle(right_file)
+    l_sd, r_sd = np.asarray(data["shapedirs"]), np.asarray(right["shapedirs"])
+    if l_sd.shape == r_sd.shape and np.abs(l_sd[:, 0] - r_sd[:, 0]).sum() < 1.0 and np.abs(r_sd[:, 0]).sum() > 1.0:
+        data = dict(data)
+        sd = np.array(l_sd, copy=True)
+        sd[:, 0, :] *= -1
+        data["shapedirs"] = sd
+    return data
+
+
+def load_hand_data(path: str | os.PathLike | None = None, side: str = "right") -> tuple[dict, str]:
+    """The model arrays for ``side`` -> (MANO-layout dict, source description).
+
+    path: None (the shipped open hand model), a MANO-layout .pkl file, or a folder holding
+    MANO_RIGHT.pkl / MANO_LEFT.pkl. A file whose name says RIGHT (or nothing: the open hand model is a
+    right hand) is mirrored when ``side='left'`` is asked for, and vice versa.
+    """
+    if side not in ("right", "left"):
+        raise ValueError(f"hand_model.side must be 'right' or 'left', got {side!r}")
+    if path is None or str(path) == "":
+        file = default_asset_path()
+    else:
+        file = resolve_model_file(path, side)
+    data = load_mano_pickle(file)
+    missing = [k for k in _REQUIRED if k not in data]
+    if missing:
+        raise ValueError(f"{file}: not a MANO-layout hand model, missing keys {missing}")
+    file_side = _file_side(file) or "right"
+    if file_side == "left" and "openhand_version" not in data:
+        data = _fix_official_left_shapedirs(data, file)
+    if file_side != side:
+        data = mirror_model(data)
+    return data, str(file)
+
+
+class HandModel(nn.Module):
+    """The hand layer (MANO-layout model through smplx.MANO).
+
+    Args:
+        path: None -> the shipped open hand model; a folder -> MANO_RIGHT.pkl / MANO_LEFT.pkl by
+            ``side``; or a .pkl file.
+        side: 'right' or 'left'.
+        use_pca: hand_pose is ``num_pca_comps`` PCA coefficients (else 45 axis-angle values).
+        num_pca_comps: 1..45.
+        flat_hand_mean: if False, the model's hands_mean is added to the finger pose.
+        tip_vertex_ids: 5 vertex ids (thumb, index, middle, ring, little); None -> the model file's
+            ``tip_vertex_ids``, else MANO's reference ids for a 778-vertex mesh.
+
+    forward(hand_pose (B, pose_dim), betas (B, 10), global_orient (B, 3) | None, transl (B, 3) | None)
+    -> :class:`HandOutput`. All model arrays are buffers that are not saved in checkpoints (the model
+    file is the source of truth; a licensed MANO file never ends up inside a checkpoint).
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, side: str = "right", use_pca: bool = True,
+                 num_pca_comps: int = 30, flat_hand_mean: bool = False, tip_vertex_ids=None) -> None:
+        super().__init__()
+        import smplx
+        from smplx.utils import Struct
+
+        from handrecon.models.anatomy import joint_frames
+
+        num_pca_comps = int(num_pca_comps)
+        if use_pca and not 1 <= num_pca_comps <= 45:
+            raise ValueError(f"hand_model.num_pca_comps must be in 1..45, got {num_pca_comps}")
+        data, self.source = load_hand_data(path, side)
+        self.side = side
+        self.use_pca = bool(use_pca)
+        self.num_pca_comps = num_pca_comps if use_pca else 45
+        self.flat_hand_mean = bool(flat_hand_mean)
+        self.is_openhand = "openhand_version" in data
+        V = int(np.asarray(data["v_template"]).shape[0])
+        self.num_verts = V
+        if tip_vertex_ids is None:
+            if "tip_vertex_ids" in data:
+                tip_vertex_ids = [int(i) for i in np.asarray(data["tip_vertex_ids"]).ravel()]
+            elif V == MANO_NUM_VERTS:
+                tip_vertex_ids = list(MANO_TIP_VERTEX_IDS)
+            else:
+                raise ValueError(f"{self.source}: the model has {V} vertices and no 'tip_vertex_ids'; pass "
+                                 "hand_model.tip_vertex_ids=[thumb, index, middle, ring, little] vertex ids")
+        tip_vertex_ids = [int(i) for i in tip_vertex_ids]
+        if len(tip_vertex_ids) != 5 or min(tip_vertex_ids) < 0 or max(tip_vertex_ids) >= V:
+            raise ValueError(f"hand_model.tip_vertex_ids must be 5 vertex ids in [0, {V}), got {tip_vertex_ids}")
+        self.tip_vertex_ids = tip_vertex_ids
+
+        struct = Struct(**{k: data[k] for k in _REQUIRED})
+        with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a note about 10 shape components
+            self.mano = smplx.MANO(self.source, is_rhand=side == "right", data_struct=struct, use_pca=False,
+                                   num_pca_comps=45, flat_hand_mean=flat_hand_mean, create_global_orient=False,
+                                   create_hand_pose=False, create_betas=False, create_transl=False,
+                                   create_body_pose=False, batch_size=1)
+        self.num_betas = int(self.mano.num_betas)
+        self.pose_dim = self.num_pca_comps if self.use_pca else 45
+        comps = np.asarray(data["hands_components"], np.float64)[: self.pose_dim]
+        dtype = self.mano.v_template.dtype
+        self.register_buffer("hand_components", torch.as_tensor(comps, dtype=dtype), persistent=False)
+        faces = np.asarray(data["f"]).astype(np.int64)
+        self.register_buffer("faces", torch.as_tensor(faces), persistent=False)
+        self.register_buffer("tip_ids", torch.as_tensor(tip_vertex_ids, dtype=torch.long), persistent=False)
+        self.register_buffer("mano_to_canonical", torch.as_tensor(MANO_TO_CANONICAL, dtype=torch.long),
+                             persistent=False)
+        import scipy.sparse
+
+        reg = data["J_regressor"]
+        reg = reg.toarray() if scipy.sparse.issparse(reg) else np.asarray(reg)
+        template_joints = reg @ np.asarray(data["v_template"], np.float64)  # (16, 3)
+        self.register_buffer("template_joints", torch.as_tensor(template_joints, dtype=dtype), persistent=False)
+        self.register_buffer("joint_frames", joint_frames(self.template_joints, MANO_PARENTS, side),
+                             persistent=False)
+        for module in self.mano.modules():  # smplx's buffers: derived from the file, not checkpoint state
+            for name, _ in list(module.named_buffers(recurse=False)):
+                module._non_persistent_buffers_set.add(name)
+
+    @property
+    def hands_mean(self) -> torch.Tensor:
+        """(45,) the mean finger pose added to every pose (zeros when flat_hand_mean)."""
+        return self.mano.hand_mean
+
+    def forward(self, hand_pose: torch.Tensor, betas: torch.Tensor, global_orient: torch.Tensor | None = None,
+                transl: torch.Tensor | None = None) -> HandOutput:
+        if hand_pose.dim() != 2 or hand_pose.shape[1] != self.pose_dim:
+            raise ValueError(f"HandModel: hand_pose must be (B, {self.pose_dim}), got {tuple(hand_pose.shape)}")
+        B = hand_pose.shape[0]
+        if betas.shape != (B, self.num_betas):
+            raise ValueError(f"HandModel: betas must be ({B}, {self.num_betas}), got {tuple(betas.shape)}")
+        dtype = self.mano.v_template.dtype
+        hand_pose, betas = hand_pose.to(dtype), betas.to(dtype)
+        if global_orient is None:
+            global_orient = hand_pose.new_zeros(B, 3)
+        elif global_orient.shape != (B, 3):
+            raise ValueError(f"HandModel: global_orient must be ({B}, 3), got {tuple(global_orient.shape)}")
+        if transl is not None and transl.shape != (B, 3):
+            raise ValueError(f"HandModel: transl must be ({B}, 3), got {tuple(transl.shape)}")
+        aa = hand_pose @ self.hand_components if self.use_pca else hand_pose  # (B, 45)
+        out = self.mano(betas=betas, global_orient=global_orient.to(dtype), hand_pose=aa,
+                        transl=None if transl is None else transl.to(dtype), return_full_pose=True)
+        verts = out.vertices  # (B, V, 3)
+        tips = verts[:, self.tip_ids]  # (B, 5, 3)
+        joints = torch.cat([out.joints, tips], 1)[:, self.mano_to_canonical]  # (B, 21, 3)
+        full_pose = out.full_pose  # (B, 48)
+        return HandOutput(verts=verts, joints=joints, local_pose=full_pose[:, 3:].reshape(B, 15, 3),
+                          full_pose=full_pose)
+
+    def mean_output(self, batch_size: int = 1) -> HandOutput:
+        """The hand at zero pose coefficients and zero shape (the mean pose unless flat_hand_mean)."""
+        z = self.mano.v_template
+        return self(z.new_zeros(batch_size, self.pose_dim), z.new_zeros(batch_size, self.num_betas))
+
+    def extra_repr(self) -> str:
+        return (f"source={self.source}, side={self.side}, num_verts={self.num_verts}, pose_dim={self.pose_dim}, "
+                f"flat_hand_mean={self.flat_hand_mean}")
