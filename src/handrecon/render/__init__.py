@@ -1,0 +1,56 @@
+"""Differentiable mesh renderers behind one interface (config group ``renderer``).
+
+    out = renderer(verts, faces, colors, K, image_size, lighting=None, background=None)
+    out.rgb (B, H, W, 3), out.silhouette (B, H, W), out.depth (B, H, W)
+
+Backends: ``soft`` (:class:`SoftRasterizer`, pure PyTorch, default) and ``pytorch3d``
+(:class:`PyTorch3DRenderer`, only when pytorch3d is installed).
+"""
+
+from __future__ import annotations
+
+from .base import (
+    Lighting,
+    Renderer,
+    RenderOutput,
+    face_normals,
+    sh_basis,
+    shade,
+    shading_factor,
+    vertex_normals,
+)
+from .pytorch3d_backend import PyTorch3DRenderer, pytorch3d_available
+from .soft import SoftRasterizer
+
+BACKENDS = {"soft": SoftRasterizer, "pytorch3d": PyTorch3DRenderer}
+
+
+def available_backends() -> list[str]:
+    """Names of the renderer backends usable in this environment (``soft`` always)."""
+    names = ["soft"]
+    if pytorch3d_available():
+        names.append("pytorch3d")
+    return names
+
+
+def build_renderer(name: str = "soft", **kwargs) -> Renderer:
+    """Renderer by backend name (the Hydra configs instantiate the classes directly)."""
+    if name not in BACKENDS:
+        raise ValueError(f"renderer: unknown backend {name!r}; expected one of {sorted(BACKENDS)}")
+    return BACKENDS[name](**kwargs)
+
+
+__all__ = [
+    "Lighting",
+    "RenderOutput",
+    "Renderer",
+    "SoftRasterizer",
+    "PyTorch3DRenderer",
+    "available_backends",
+    "build_renderer",
+    "face_normals",
+    "vertex_normals",
+    "shade",
+    "shading_factor",
+    "sh_basis",
+]
