@@ -530,3 +530,17 @@ def test_config_matches_class_defaults():
         assert cfg[k] == v or (isinstance(v, float) and math.isclose(cfg[k], v)), k
     obj = instantiate(cfg)
     assert isinstance(obj, SSLObjective) and obj.weights == SSLObjective().weights
+
+
+def test_vanishing_silhouette_gives_finite_gradients():
+    """A soft silhouette of ~1e-30 everywhere (the hand left the image) must not produce inf/NaN
+    gradients through the masked means (a real divergence seen in training)."""
+    from handrecon.losses import terms
+
+    rgb = torch.rand(2, 8, 8, 3, requires_grad=True)
+    img = torch.rand(2, 8, 8, 3)
+    sil = torch.full((2, 8, 8), 1e-32, requires_grad=True)
+    loss = (terms.mean_rgb_loss(rgb, img, sil) + terms.photometric_loss(rgb, img, sil)).sum()
+    loss.backward()
+    assert torch.isfinite(rgb.grad).all() and torch.isfinite(sil.grad).all()
+    assert float(loss) == 0.0

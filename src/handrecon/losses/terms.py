@@ -34,9 +34,13 @@ def _check(name: str, t: Tensor, shape: Sequence[int | None]) -> None:
         raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}")
 
 
-def safe_divide(num: Tensor, den: Tensor) -> Tensor:
-    """num / den with 0 where den == 0 (a sample with no weight contributes 0, never NaN)."""
-    ok = den > 0
+def safe_divide(num: Tensor, den: Tensor, eps: float = 1e-6) -> Tensor:
+    """num / den with 0 where den <= eps (a sample with no weight contributes 0, never NaN).
+
+    The threshold is not 0: a vanishing but positive weight sum (a soft silhouette of a hand that
+    left the image, ~1e-30) makes d(num/den)/d(den) = -num/den^2 overflow to inf in the backward.
+    """
+    ok = den > eps
     return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num))
 
 
