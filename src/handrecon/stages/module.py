@@ -46,6 +46,7 @@ class HandReconModule(pl.LightningModule):
         self.loss_terms = set(self.stage["loss_terms"])
         self.objective.set_mesh(net.hand_model.faces, net.hand_model.num_verts, ref_verts=None)
         self._freeze()
+        self.train(True)
         from handrecon.eval.metrics import HandMetrics
 
         self.val_metrics = HandMetrics()
@@ -73,6 +74,13 @@ class HandReconModule(pl.LightningModule):
                 if part is not None and name not in self.stage["train_parts"]:
                     part.eval()
         return self
+
+    def on_train_start(self) -> None:
+        # Lightning does not call .train() before the first epoch: put frozen parts in eval mode here
+        self.train(True)
+
+    def on_train_epoch_start(self) -> None:
+        self.train(True)
 
     def needs(self) -> tuple[bool, bool, bool]:
         """(render, appearance head, kp branch) needed by this stage's active terms."""
@@ -128,21 +136,34 @@ class HandReconModule(pl.LightningModule):
             self._log_overlay(batch, out, rend, "train")
         return total
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """A finite loss can still have a non-finite gradient: never step on it. nonfinite=raise
+        stops naming the parameters; nonfinite=skip drops this step's gradients (logged)."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if not grads or bool(torch.isfinite(torch.stack([g.norm() for g in grads]).sum())):
+            return
+        bad = [n for n, p in self.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+        msg = f"step {self.global_step}: non-finite gradient in {len(bad)} parameters ({', '.join(bad[:4])}, ...)"
+        if getattr(self.objective, "nonfinite", "raise") == "raise":
+            raise FloatingPointError(msg + "; set nonfinite=skip to skip such steps")
+        log.warning("%s: step skipped", msg)
+        for p in self.parameters():
+            p.grad = None
+        self.log("train/skipped_batches", 1.0, reduce_fx="sum", on_step=False, on_epoch=True)
+
     # ------------------------------------------------------------------ validation / test
-    def _eval_step(self, batch: dict, metrics, prefix: str):
+    def _eval_step(self, batch: dict, metrics, prefix: str, with_appearance: bool = False):
         image, K = batch["image"], batch["K"]
         _, _, need_kp = self.needs()
-        out = self.net(image, K, with_appearance=False, with_kp_branch=need_kp)
+        out = self.net(image, K, with_appearance=with_appearance, with_kp_branch=need_kp)
         has = batch["has_3d"].bool()
         if has.any():
             gt_v = batch["verts3d"][has]
-            pred_v = out.verts[has]
-            metrics.update(out.joints[has], batch["joints3d"][has], pred_v, gt_v)
+            metrics.update(out.joints[has], batch["joints3d"][has], out.verts[has], gt_v)
             if prefix == "val":
-                mean = self.net.hand_model(
-                    torch.zeros(int(has.sum()), self.net.hand_model.pose_dim, device=image.device),
-                    torch.zeros(int(has.sum()), self.net.hand_model.num_betas, device=image.device),
-                )
+                n = int(has.sum())
+                mean = self.net.hand_model(torch.zeros(n, self.net.hand_model.pose_dim, device=image.device),
+                                           torch.zeros(n, self.net.hand_model.num_betas, device=image.device))
                 self.val_baseline.update(mean.joints, batch["joints3d"][has], mean.verts, gt_v)
                 if out.kp2d_stages is not None:
                     gt_uv = camera.project(batch["joints3d"][has], K[has])
@@ -152,13 +173,10 @@ class HandReconModule(pl.LightningModule):
         return out
 
     def validation_step(self, batch: dict, batch_idx: int):
-        out = self._eval_step(batch, self.val_metrics, "val")
-        if batch_idx == 0 and self.log_images_every_n_steps > 0:
-            K = batch["K"]
-            need_render, need_app, _ = self.needs()
-            if self.net.appearance is not None:
-                out.texture, out.lighting = self.net.appearance(self.net.encoder(batch["image"])[1])
-            rend = self.render(out, K, tuple(batch["image"].shape[-2:]))
+        log_now = batch_idx == 0 and self.log_images_every_n_steps > 0 and self.logger is not None
+        out = self._eval_step(batch, self.val_metrics, "val", with_appearance=log_now)
+        if log_now:
+            rend = self.render(out, batch["K"], tuple(batch["image"].shape[-2:]))
             self._log_overlay(batch, out, rend, "val")
 
     def on_validation_epoch_end(self) -> None:
