@@ -12,3 +12,19 @@ def conf_dir() -> Path:
         if (cand / "config.yaml").is_file():
             return cand
     raise FileNotFoundError(f"handrecon's conf/ folder not found next to {pkg} (a broken install? reinstall handrecon)")
+
+
+def compose_config(overrides: list[str] | tuple[str, ...] = (), output_dir: str | Path | None = None):
+    """handrecon's config composed outside ``python -m handrecon`` (notebooks, tests, benchmarks).
+
+    Hydra's run folder does not exist there, so ``paths.output_dir`` is set to ``output_dir``
+    (a new temporary folder when None).
+    """
+    import tempfile
+
+    from hydra import compose, initialize_config_dir
+
+    out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="handrecon_"))
+    out.mkdir(parents=True, exist_ok=True)
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return compose("config", overrides=[f"paths.output_dir={out}", *overrides])

@@ -67,6 +67,8 @@ def train(cfg: DictConfig) -> dict:
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if trainer.limit_val_batches != 0:  # the final weights' validation metrics (max_steps may stop mid-epoch)
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     result = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1 and math.isfinite(float(v))}
     best = [c for c in callbacks if isinstance(c, pl.callbacks.ModelCheckpoint) and c.monitor]
     summary = {

@@ -127,6 +127,9 @@ class SynthConfig:
     depth_range: tuple[float, float] = (0.3, 1.2)
     #: probability of an occluder over part of the hand, and its radius / hand box side
     p_occluder: float = 0.3
+    #: views: 180 = global rotation uniform over the whole sphere; less = within this angle (degrees)
+    #: of a palm or back view with the fingers up (either side with probability 1/2)
+    view_cone_deg: float = 180.0
     occluder_size: tuple[float, float] = (0.12, 0.3)
     #: additive Gaussian pixel noise std range (on [0, 1] images)
     pixel_noise: tuple[float, float] = (0.0, 0.02)
@@ -222,6 +225,23 @@ def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
     if split not in SPLIT_IDS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return np.random.default_rng([int(seed), SPLIT_IDS[split], int(index)])
+
+
+#: camera-from-model rotation of the palm view with the fingers up (model: fingers -x, palm -y;
+#: camera: x right, y down, z forward)
+FRONT_VIEW = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+def cone_rotation(rng: np.random.Generator, cone_deg: float) -> np.ndarray:
+    """A palm or back view (probability 1/2 each) with the fingers up, tilted by a rotation about a
+    uniformly random axis by an angle uniform in [0, cone_deg]."""
+    axis = rng.standard_normal(3)
+    axis /= np.linalg.norm(axis)
+    angle = np.deg2rad(rng.uniform(0.0, cone_deg))
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    tilt = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
+    side = np.diag([-1.0, 1.0, -1.0]) if rng.uniform() < 0.5 else np.eye(3)  # back view: 180 deg about y
+    return tilt @ side @ FRONT_VIEW
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
@@ -423,7 +443,7 @@ class SynthRenderer:
             g = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
             poses.append(sample_natural_pose(1, self.frames, g, spread=cfg.pose_spread).reshape(1, -1).double())
             betas.append(np.clip(rng.normal(0.0, cfg.beta_std, 10), -cfg.beta_clip, cfg.beta_clip))
-            rots.append(random_rotation(rng))
+            rots.append(random_rotation(rng) if cfg.view_cone_deg >= 180.0 else cone_rotation(rng, cfg.view_cone_deg))
         global_orient = matrix_to_axis_angle(torch.as_tensor(np.stack(rots)))  # (B, 3)
         hand_pose = torch.cat(poses, 0)  # (B, 45)
         betas_t = torch.as_tensor(np.stack(betas))

@@ -1,0 +1,69 @@
+"""``python -m handrecon task=export ckpt=PATH format=onnx|torchscript|both [out=DIR]``.
+
+Exports image (B, 3, S, S) in [0, 1] + K (B, 3, 3) -> (pose, betas, rot_aa, scale, transl,
+verts, joints) of the trained network (the 3D path; appearance and the 2D branch are left out).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+OUTPUT_NAMES = ("pose", "betas", "rot_aa", "scale", "transl", "verts", "joints")
+
+
+class ExportWrapper(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor, K: torch.Tensor):
+        o = self.net(image, K, with_appearance=False, with_kp_branch=False)
+        return o.pose, o.betas, o.rot_aa, o.scale, o.transl, o.verts, o.joints
+
+
+def export_model(net: nn.Module, image_size: int, out_dir: Path, fmt: str = "both") -> dict[str, str]:
+    if fmt not in ("onnx", "torchscript", "both"):
+        raise ValueError(f"format={fmt!r}: expected onnx, torchscript or both")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wrapper = ExportWrapper(net).eval()
+    image = torch.rand(2, 3, image_size, image_size)
+    K = torch.tensor([[2.6 * image_size, 0, image_size / 2 - 0.5], [0, 2.6 * image_size, image_size / 2 - 0.5], [0, 0, 1]])
+    K = K.expand(2, 3, 3).contiguous()
+    files: dict[str, str] = {}
+    if fmt in ("torchscript", "both"):
+        with torch.no_grad():
+            ts = torch.jit.trace(wrapper, (image, K), check_trace=False)
+        p = out_dir / "handrecon.torchscript.pt"
+        ts.save(str(p))
+        files["torchscript"] = str(p)
+    if fmt in ("onnx", "both"):
+        p = out_dir / "handrecon.onnx"
+        torch.onnx.export(
+            wrapper, (image, K), str(p), input_names=["image", "K"], output_names=list(OUTPUT_NAMES),
+            dynamic_axes={n: {0: "batch"} for n in ("image", "K", *OUTPUT_NAMES)}, opset_version=17, dynamo=False,
+        )  # fmt: skip
+        files["onnx"] = str(p)
+    (out_dir / "export.json").write_text(json.dumps({"image_size": image_size, "inputs": ["image", "K"],
+                                                     "outputs": list(OUTPUT_NAMES), "files": files}, indent=2))
+    return files
+
+
+def export(cfg: DictConfig) -> dict[str, str]:
+    from handrecon.cli.checkpoint import load_module
+
+    if not cfg.ckpt:
+        raise ValueError("task=export needs ckpt=<path to a handrecon .ckpt>")
+    module, train_cfg = load_module(cfg.ckpt)
+    out = Path(cfg.out or cfg.paths.output_dir)
+    files = export_model(module.net, int(train_cfg.data.image_size), out, str(cfg.format))
+    for k, v in files.items():
+        print(f"exported {k}: {v}")
+    return files

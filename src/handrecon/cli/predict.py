@@ -1,0 +1,184 @@
+"""``python -m handrecon task=predict input=IMAGE_OR_FOLDER ckpt=PATH out=DIR [box=full|detector|BOXES.json] [hand=right|left]``.
+
+For each image: a square hand crop (the whole image, the model's own 2D branch as detector, or a
+given box), the network, then per image in ``out``:
+  <stem>_overlay.png   the textured mesh over the image, with the silhouette outline and 2D joints
+  <stem>.obj, <stem>.ply   the mesh with vertex colours (Blender / MeshLab)
+  <stem>.json          MANO pose/shape, camera (rotation, scale, translation, K), lighting, 2D/3D joints
+and ``report.json`` listing what was written and what was skipped (non-images, unreadable files).
+``input=synthetic:evaluation:N`` takes the first N evaluation images of the embedded dataset.
+Images of unknown intrinsics get fx = fy = focal_ratio x crop side (FreiHAND's average).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from handrecon.geometry import camera
+from handrecon.stages import visualize
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+FOCAL_RATIO = 2.6  # FreiHAND: fx ~ 580 px for 224 px crops
+
+
+@dataclass
+class Crop:
+    name: str
+    path: Path
+    image: np.ndarray  # (H, W, 3) uint8 full image
+    A: np.ndarray  # (3, 3) full image px -> crop px
+    K: np.ndarray  # (3, 3) intrinsics of the crop
+    flipped: bool
+
+
+def list_inputs(spec: str) -> list[Path]:
+    p = Path(spec)
+    if p.is_dir():
+        return sorted(q for q in p.iterdir() if q.is_file())
+    if p.is_file():
+        return [p]
+    raise FileNotFoundError(f"input={spec}: no such file or folder")
+
+
+def resolve_synthetic(spec: str, train_cfg) -> list[Path]:
+    """'synthetic:<split>:<N>' -> the first N images of that split of the embedded dataset."""
+    from handrecon.data.synth import ensure_synthetic
+
+    _, split, n = (spec.split(":") + ["", "8"])[:3]
+    split = split or "evaluation"
+    data = train_cfg.data
+    if "synthetic" not in data:
+        raise ValueError(f"input={spec}: this checkpoint was not trained on data=synthetic; pass an image or a folder")
+    opts = {k: v for k, v in OmegaConf.to_container(data.synthetic, resolve=True).items() if k != "workers"}
+    root = ensure_synthetic(data.get("root"), cache_dir=data.get("cache_dir"), **opts)
+    files = sorted((Path(root) / split / "rgb").glob("*.jpg"))[: int(n)]
+    if not files:
+        raise FileNotFoundError(f"input={spec}: no images under {Path(root) / split / 'rgb'}")
+    return files
+
+
+def make_crop(name: str, path: Path, image: np.ndarray, box, size: int, flip: bool, focal_ratio: float) -> Crop:
+    H, W = image.shape[:2]
+    if box is None:  # the whole image, centred square
+        center, side = ((W - 1) / 2.0, (H - 1) / 2.0), float(max(H, W))
+    else:
+        x0, y0, x1, y1 = box
+        center, side = ((x0 + x1) / 2.0, (y0 + y1) / 2.0), float(max(x1 - x0, y1 - y0))
+    A = camera.crop_matrix(center, side, size)
+    if flip:
+        A = camera.hflip_matrix(size) @ A
+    f = focal_ratio * size
+    K = np.array([[f, 0, (size - 1) / 2.0], [0, f, (size - 1) / 2.0], [0, 0, 1]])
+    return Crop(name, path, image, A, K, flip)
+
+
+def predict(cfg: DictConfig) -> dict:
+    from handrecon.cli.checkpoint import load_module
+    from handrecon.data.images import CorruptImageError, read_rgb
+    from handrecon.eval.exporters import save_obj, save_params_json, save_ply
+
+    if not cfg.ckpt:
+        raise ValueError("task=predict needs ckpt=<path to a handrecon .ckpt>")
+    if not cfg.input:
+        raise ValueError("task=predict needs input=<image, folder, or synthetic:evaluation:N>")
+    hand = str(cfg.get("hand", "right"))
+    if hand not in ("right", "left"):
+        raise ValueError(f"hand={hand!r}: expected right or left")
+    module, train_cfg = load_module(cfg.ckpt)
+    net = module.net
+    size = int(train_cfg.data.image_size)
+    out = Path(cfg.out or cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = str(cfg.input)
+    files = resolve_synthetic(spec, train_cfg) if spec.startswith("synthetic") else list_inputs(spec)
+    boxes = None
+    box_mode = str(cfg.box)
+    if box_mode not in ("full", "detector"):
+        boxes = json.loads(Path(box_mode).read_text())
+    batch_size = int(cfg.get("batch_size", 16))
+    focal_ratio = float(cfg.get("focal_ratio", FOCAL_RATIO))
+    report: dict[str, list] = {"written": [], "skipped": []}
+    faces = net.hand_model.faces.cpu().numpy()
+
+    def load_crops(paths: list[Path]) -> list[Crop]:
+        crops = []
+        for p in paths:
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                report["skipped"].append({"file": str(p), "reason": "not an image (by suffix)"})
+                log.warning("skipped %s: not an image", p)
+                continue
+            try:
+                img = read_rgb(p)
+            except CorruptImageError as e:
+                report["skipped"].append({"file": str(p), "reason": str(e)})
+                log.warning("skipped %s: %s", p, e)
+                continue
+            box = boxes.get(p.stem) if boxes is not None else None
+            crops.append(make_crop(p.stem, p, img, box, size, hand == "left", focal_ratio))
+        return crops
+
+    def warp(c: Crop) -> np.ndarray:
+        return cv2.warpAffine(c.image, c.A[:2], (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+    for i in tqdm(range(0, len(files), batch_size), desc="predict", unit="batch"):
+        crops = load_crops(files[i : i + batch_size])
+        if not crops:
+            continue
+        if box_mode == "detector":  # the model's own 2D branch on the full image, then re-crop
+            imgs = torch.from_numpy(np.stack([warp(c) for c in crops])).permute(0, 3, 1, 2).float() / 255
+            uv, conf = net.predict_keypoints(imgs)
+            for c, u, cf in zip(crops, uv.numpy(), conf.numpy()):
+                full = camera.apply_homography(np.linalg.inv(c.A), u)
+                (cx, cy), side = camera.square_box_from_points(full, cf > 0.2 if (cf > 0.2).sum() >= 3 else None, pad=1.4)
+                nc = make_crop(c.name, c.path, c.image, (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2),
+                               size, c.flipped, focal_ratio)
+                c.A, c.K = nc.A, nc.K
+        images = torch.from_numpy(np.stack([warp(c) for c in crops])).permute(0, 3, 1, 2).float() / 255
+        K = torch.from_numpy(np.stack([c.K for c in crops])).float()
+        with torch.no_grad():
+            o = net(images, K, with_appearance=True, with_kp_branch=False)
+            rend = module.render(o, K, (size, size))
+        for j, c in enumerate(crops):
+            verts, joints = o.verts[j].numpy(), o.joints[j].numpy()
+            tex = o.texture[j].numpy() if o.texture is not None else np.full_like(verts, 0.7)
+            uv = o.kp2d_proj[j].numpy()
+            f = faces
+            if c.flipped:  # back to the left hand of the original image: mirror x, flip winding
+                verts, joints = verts * [-1, 1, 1], joints * [-1, 1, 1]
+                f = faces[:, ::-1]
+            uv_full = camera.apply_homography(np.linalg.inv(c.A), uv)
+            crop_img = visualize.image_to_uint8(images[j])
+            ov = visualize.overlay_render(crop_img, rend.rgb[j].numpy(), rend.silhouette[j].numpy())
+            ov = visualize.draw_keypoints(ov, uv, radius=2)
+            if c.flipped:
+                ov = ov[:, ::-1]
+            side_by_side = np.concatenate([cv2.resize(c.image, (size * c.image.shape[1] // c.image.shape[0], size)), ov], 1)
+            base = out / c.name
+            cv2.imwrite(str(base) + "_overlay.png", np.ascontiguousarray(side_by_side[..., ::-1]))
+            save_obj(str(base) + ".obj", verts, f, tex)
+            save_ply(str(base) + ".ply", verts, f, tex)
+            K_full = np.linalg.inv(c.A) @ c.K
+            save_params_json(str(base) + ".json", {
+                "image": str(c.path), "hand": hand, "pose": o.pose[j].numpy(), "betas": o.betas[j].numpy(),
+                "local_pose_axis_angle": o.local_pose[j].numpy(), "global_rotation_axis_angle": o.rot_aa[j].numpy(),
+                "scale": o.scale[j].numpy(), "translation_m": o.transl[j].numpy(), "K_crop": c.K, "K_image": K_full,
+                "crop_affine": c.A, "lighting": o.lighting[j].numpy() if o.lighting is not None else None,
+                "keypoints_2d_image_px": uv_full, "keypoints_3d_m": joints,
+            })  # fmt: skip
+            report["written"].append(str(base) + "_overlay.png")
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    print(f"predict: {len(report['written'])} images written to {out}, {len(report['skipped'])} skipped (see report.json)")
+    for s in report["skipped"]:
+        print(f"  skipped {s['file']}: {s['reason']}")
+    return report
