@@ -1,0 +1,38 @@
+# handrecon: the two commands of a fresh machine are `make install demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+# pytest: all cores, but the suite is sized for 2
+PYTEST_ARGS ?= -q
+
+.PHONY: install test demo bench bench-quick lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+install: $(PY)
+	$(PIP) install -e ".[test,export,bench]"
+
+test: $(PY)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The main job on the embedded default: generate the synthetic dataset (cached), train the
+# quickstart (ssl_e2e, tiny network, CPU), print metrics.json, then run predict on held-out images.
+demo: $(PY)
+	$(PY) -m handrecon experiment=quickstart hydra.run.dir=outputs/demo
+	$(PY) -m handrecon task=predict ckpt=outputs/demo/checkpoints/best.ckpt input=synthetic:evaluation:8 out=outputs/demo/predict hydra.run.dir=outputs/demo/predict
+	@echo "overlays and meshes: outputs/demo/predict/ ; metrics: outputs/demo/metrics.json"
+
+bench: $(PY)
+	$(PY) bench/run_all.py
+
+bench-quick: $(PY)
+	$(PY) bench/run_all.py --quick
+
+lint: $(PY)
+	$(VENV)/bin/ruff check src tests bench
+
+clean:
+	rm -rf outputs multirun .pytest_cache

@@ -1,0 +1,42 @@
+"""Shared helpers of the benchmarks: composing the Hydra config and timing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def compose(overrides: list[str]):
+    from handrecon.cli import compose_config
+
+    return compose_config(overrides)
+
+
+def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
+    """Median seconds of fn() over ``repeat`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    ts.sort()
+    return ts[len(ts) // 2]
+
+
+def table(rows: list[dict], title: str) -> str:
+    if not rows:
+        return f"### {title}\n(no rows)\n"
+    keys = list(rows[0])
+    out = [f"### {title}", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    for r in rows:
+        out.append("| " + " | ".join(f"{r[k]:.4g}" if isinstance(r[k], float) else str(r[k]) for k in keys) + " |")
+    return "\n".join(out) + "\n"
+
+
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
