@@ -51,7 +51,6 @@ from handrecon.data.images import (
     read_mask,
     read_rgb,
 )
-from handrecon.geometry import camera
 from handrecon.joints import NUM_JOINTS
 
 __all__ = [
@@ -406,17 +405,7 @@ class FreiHANDDataset(RobustDataset):
         return raw, meta
 
     def _crop_box(self, kp2d, conf, joints, K, W, H) -> tuple[tuple[float, float], float]:
-        valid = conf >= self.conf_threshold
-        if joints is not None and (self.use_gt_2d_for_crop or not valid.any()):
-            return camera.square_box_from_points(camera.project_np(joints, K), pad=self.crop_pad)
-        if valid.any():
-            return camera.square_box_from_points(kp2d, valid, pad=self.crop_pad)
-        return ((W - 1) / 2.0, (H - 1) / 2.0), float(max(W, H))
-
-    def load_sample(self, i: int) -> dict:
-        raw, meta = self.raw_sample(i)
-        out = T.apply(raw, self.rng(), self.augment, self.image_size)
-        return T.to_model_sample(out, **meta)
+        return T.hand_box(kp2d, conf, joints, K, W, H, self.conf_threshold, self.crop_pad, self.use_gt_2d_for_crop)
 
     def __repr__(self) -> str:
         return (

@@ -313,18 +313,9 @@ class HO3DDataset(RobustDataset):
             if x1 > x0 and y1 > y0:
                 pts = np.array([[x0, y0], [x1, y1]])
                 return camera.square_box_from_points(pts, pad=self.crop_pad)
-        valid = conf >= self.conf_threshold
-        if joints is not None and (self.use_gt_2d_for_crop or not valid.any()):
-            return camera.square_box_from_points(camera.project_np(joints, K), pad=self.crop_pad)
-        if valid.any():
-            return camera.square_box_from_points(kp2d, valid, pad=self.crop_pad)
-        log.debug("%s: no box for sample (no bbox, detection or 3D joints); using the whole image", self.what)
-        return ((W - 1) / 2.0, (H - 1) / 2.0), float(max(W, H))
-
-    def load_sample(self, i: int) -> dict:
-        raw, meta = self.raw_sample(i)
-        out = T.apply(raw, self.rng(), self.augment, self.image_size)
-        return T.to_model_sample(out, **meta)
+        if conf.max(initial=0.0) < self.conf_threshold and joints is None:
+            log.debug("%s: no box for sample (no bbox, detection or 3D joints); using the whole image", self.what)
+        return T.hand_box(kp2d, conf, joints, K, W, H, self.conf_threshold, self.crop_pad, self.use_gt_2d_for_crop)
 
     def __repr__(self) -> str:
         return (

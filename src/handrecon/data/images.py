@@ -212,8 +212,17 @@ class RobustDataset(torch.utils.data.Dataset):
     _rng: np.random.Generator | None = None
     _rng_seed: int | None = None
 
-    def load_sample(self, i: int) -> dict:  # pragma: no cover - abstract
+    def raw_sample(self, i: int) -> tuple[dict, dict]:  # pragma: no cover - abstract
+        """-> (raw sample for :func:`handrecon.data.transforms.apply`, meta for ``to_model_sample``)."""
         raise NotImplementedError
+
+    def load_sample(self, i: int) -> dict:
+        """The model's sample: the raw sample cropped, augmented and converted (shared by the readers)."""
+        from handrecon.data import transforms as T
+
+        raw, meta = self.raw_sample(i)
+        out = T.apply(raw, self.rng(), self.augment, self.image_size)
+        return T.to_model_sample(out, **meta)
 
     def __getitem__(self, i: int) -> dict:
         n = len(self)

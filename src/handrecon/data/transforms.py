@@ -326,3 +326,15 @@ SAMPLE_KEYS: tuple[str, ...] = (
     "image", "K", "kp2d", "kp2d_conf", "joints3d", "verts3d", "has_3d", "mask", "has_mask", "is_right",
     "appearance_weight", "name", "index",
 )  # fmt: skip
+
+
+def hand_box(kp2d: np.ndarray, conf: np.ndarray, joints: np.ndarray | None, K: np.ndarray, W: int, H: int,
+             conf_threshold: float, pad: float, use_gt: bool = False) -> tuple[tuple[float, float], float]:
+    """Square crop box (centre, side) of a hand: from the confident detections, or from the projected
+    3D joints when asked (``use_gt``) or when no detection is confident; the whole image otherwise."""
+    valid = conf >= conf_threshold
+    if joints is not None and (use_gt or not valid.any()):
+        return camera.square_box_from_points(camera.project_np(joints, K), pad=pad)
+    if valid.any():
+        return camera.square_box_from_points(kp2d, valid, pad=pad)
+    return ((W - 1) / 2.0, (H - 1) / 2.0), float(max(W, H))
