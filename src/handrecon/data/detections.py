@@ -74,6 +74,14 @@ class Detections:
             raise KeyError(f"no detection for image {name!r} ({self.dataset}/{self.split}, {len(self)} images)") from None
         return self.xy[i], self.conf[i]
 
+    def take(self, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(xy (N, 21, 2), conf (N, 21)) of these images, in this order (KeyError names a missing one)."""
+        try:
+            idx = np.array([self._index[n] for n in names], dtype=np.int64)
+        except KeyError as e:
+            raise KeyError(f"no detection for image {e.args[0]!r} ({self.dataset}/{self.split}, {len(self)} images)") from None
+        return self.xy[idx], self.conf[idx]
+
     def add(self, name: str, xy: np.ndarray, conf: np.ndarray) -> None:
         """Add or replace one image's detection (amortised O(1): arrays grow geometrically)."""
         xy = np.asarray(xy, np.float32)

@@ -28,7 +28,6 @@ Unknown quantities in a sample: ``joints3d`` zeros (21, 3) with ``has_3d`` False
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import logging
@@ -343,25 +342,11 @@ class FreiHANDDataset(RobustDataset):
         # the versions of a sample share pose and camera: a detection of the original serves them all
         resolved = [n_ if n_ in det else image_name(int(i) % N) for n_, i in zip(names, self._items)]
         check_detection_coverage(det, resolved, self.detections_path, self.what)
-        where = {name: k for k, name in enumerate(det.names)}
-        idx = np.array([where[r] for r in resolved], dtype=np.int64)
-        if len(idx):
-            self._det_xy[:] = det.xy[idx]
-            self._det_conf[:] = det.conf[idx]
+        if resolved:
+            self._det_xy[:], self._det_conf[:] = det.take(resolved)
         n_fallback = sum(a != b for a, b in zip(names, resolved))
         if n_fallback:
             log.info("%s: %d images use the detection of their original (version 0) image", self.what, n_fallback)
-
-    def with_ids(self, ids) -> FreiHANDDataset:
-        """A copy restricted to sample ids ``ids`` (annotations and detections are shared)."""
-        new = copy.copy(self)
-        new._set_ids(ids)
-        return new
-
-    @property
-    def all_ids(self) -> np.ndarray:
-        """The sample ids this dataset draws from (for train/val splits)."""
-        return self.ids
 
     id_groups = None  # FreiHAND samples are independent: split by id
 

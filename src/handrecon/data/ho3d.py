@@ -23,7 +23,6 @@ parameters, not vertices); ``mask`` zeros with ``has_mask`` False.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import pickle
@@ -251,20 +250,8 @@ class HO3DDataset(RobustDataset):
         if self.detections is not None and len(ids):
             names = [self.names[i] for i in ids]
             check_detection_coverage(self.detections, names, self.detections_path, self.what)
-            where = {name: k for k, name in enumerate(self.detections.names)}
-            idx = np.array([where[nm] for nm in names], dtype=np.int64)
-            self._det_xy[:] = self.detections.xy[idx]
-            self._det_conf[:] = self.detections.conf[idx]
+            self._det_xy[:], self._det_conf[:] = self.detections.take(names)
         self.bad_files = BadSampleCounter(len(ids), self.max_bad_fraction, self.what)
-
-    def with_ids(self, ids) -> HO3DDataset:
-        new = copy.copy(self)
-        new._set_ids(ids)
-        return new
-
-    @property
-    def all_ids(self) -> np.ndarray:
-        return self.ids
 
     @property
     def id_groups(self) -> np.ndarray:

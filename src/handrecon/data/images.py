@@ -20,6 +20,7 @@ substitute-on-bad-file ``__getitem__``, per-worker random generator, id subsets)
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -211,6 +212,17 @@ class RobustDataset(torch.utils.data.Dataset):
     max_substitutes: int = 10
     _rng: np.random.Generator | None = None
     _rng_seed: int | None = None
+
+    def with_ids(self, ids):
+        """A copy restricted to sample ids ``ids`` (annotations and detections are shared)."""
+        new = copy.copy(self)
+        new._set_ids(ids)
+        return new
+
+    @property
+    def all_ids(self) -> np.ndarray:
+        """The sample ids this dataset draws from (for train/val splits)."""
+        return self.ids
 
     def raw_sample(self, i: int) -> tuple[dict, dict]:  # pragma: no cover - abstract
         """-> (raw sample for :func:`handrecon.data.transforms.apply`, meta for ``to_model_sample``)."""
