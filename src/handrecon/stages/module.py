@@ -84,8 +84,7 @@ class HandReconModule(pl.LightningModule):
 
     def needs(self) -> tuple[bool, bool, bool]:
         """(render, appearance head, kp branch) needed by this stage's active terms."""
-        w = self.objective.weights if hasattr(self.objective, "weights") else {}
-        active = {t for t in self.loss_terms if w.get(t, 1.0) != 0}
+        active = set(self.objective.enabled(self.loss_terms))  # on in this stage and weight != 0
         kp = bool(active & KP_BRANCH_TERMS) or "kp_branch" in self.stage["train_parts"]
         return bool(active & RENDER_TERMS), bool(active & APPEARANCE_TERMS), kp
 
