@@ -154,3 +154,24 @@ def test_export_onnx_matches_pytorch(trained_ckpt, tmp_path):
     with torch.no_grad():
         for r, g in zip(ref, ts(image, K)):
             torch.testing.assert_close(g, r, atol=1e-4, rtol=1e-4)
+
+
+def test_predict_left_hand_is_the_mirror_of_the_flipped_right_hand(trained_ckpt, tmp_path):
+    import cv2
+
+    img = np.random.default_rng(3).integers(0, 255, (80, 80, 3), dtype=np.uint8)
+    (tmp_path / "l").mkdir()
+    (tmp_path / "r").mkdir()
+    cv2.imwrite(str(tmp_path / "l" / "x.png"), img)
+    cv2.imwrite(str(tmp_path / "r" / "x.png"), np.ascontiguousarray(img[:, ::-1]))
+    for side, folder in (("left", "l"), ("right", "r")):
+        run_cli(["task=predict", f"ckpt={trained_ckpt}", f"input={tmp_path / folder}", f"hand={side}",
+                 f"out={tmp_path / ('out_' + folder)}", f"hydra.run.dir={tmp_path / ('out_' + folder)}"], cwd=tmp_path)
+    left = json.loads((tmp_path / "out_l" / "x.json").read_text())
+    right = json.loads((tmp_path / "out_r" / "x.json").read_text())
+    kl, kr = np.asarray(left["keypoints_3d_m"]), np.asarray(right["keypoints_3d_m"])
+    np.testing.assert_allclose(kl, kr * [-1, 1, 1], atol=1e-4)
+    # 2D keypoints in the original (unflipped) image: mirrored about the image's vertical centre line
+    ul, ur = np.asarray(left["keypoints_2d_image_px"]), np.asarray(right["keypoints_2d_image_px"])
+    np.testing.assert_allclose(ul[:, 0], 79 - ur[:, 0], atol=1e-2)
+    np.testing.assert_allclose(ul[:, 1], ur[:, 1], atol=1e-2)

@@ -92,7 +92,7 @@ def predict(cfg: DictConfig) -> dict:
         raise ValueError("task=predict needs ckpt=<path to a handrecon .ckpt>")
     if not cfg.input:
         raise ValueError("task=predict needs input=<image, folder, or synthetic:evaluation:N>")
-    hand = str(cfg.get("hand", "right"))
+    hand = str(cfg.hand)
     if hand not in ("right", "left"):
         raise ValueError(f"hand={hand!r}: expected right or left")
     module, train_cfg = load_module(cfg.ckpt)
@@ -106,8 +106,8 @@ def predict(cfg: DictConfig) -> dict:
     box_mode = str(cfg.box)
     if box_mode not in ("full", "detector"):
         boxes = json.loads(Path(box_mode).read_text())
-    batch_size = int(cfg.get("batch_size", 16))
-    focal_ratio = float(cfg.get("focal_ratio", FOCAL_RATIO))
+    batch_size = int(cfg.predict_batch_size)
+    focal_ratio = float(cfg.focal_ratio)
     report: dict[str, list] = {"written": [], "skipped": []}
     faces = net.hand_model.faces.cpu().numpy()
 
