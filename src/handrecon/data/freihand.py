@@ -321,10 +321,7 @@ class FreiHANDDataset(RobustDataset):
     # ------------------------------------------------------------ indexing
     def _set_ids(self, ids) -> None:
         N = self.ann.num_ids
-        ids = np.arange(N) if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
-        if len(ids) and (ids.min() < 0 or ids.max() >= N):
-            raise ValueError(f"{self.what}: ids must be in 0..{N - 1}, got min {ids.min()} max {ids.max()}")
-        self.ids = ids
+        self.ids = ids = self._validated_ids(ids, N)
         # image number of each item, version-major (the file numbering)
         self._items = np.concatenate([ids + v * N for v in self.versions]) if len(ids) else np.zeros(0, np.int64)
         self._lookup_detections()

@@ -240,11 +240,7 @@ class HO3DDataset(RobustDataset):
 
     # ------------------------------------------------------------ indexing
     def _set_ids(self, ids) -> None:
-        n = len(self.names)
-        ids = np.arange(n) if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
-        if len(ids) and (ids.min() < 0 or ids.max() >= n):
-            raise ValueError(f"{self.what}: ids must be in 0..{n - 1}, got min {ids.min()} max {ids.max()}")
-        self.ids = ids
+        self.ids = ids = self._validated_ids(ids, len(self.names))
         self._det_xy = np.zeros((len(ids), NUM_JOINTS, 2), np.float32)
         self._det_conf = np.zeros((len(ids), NUM_JOINTS), np.float32)
         if self.detections is not None and len(ids):

@@ -213,6 +213,13 @@ class RobustDataset(torch.utils.data.Dataset):
     _rng: np.random.Generator | None = None
     _rng_seed: int | None = None
 
+    def _validated_ids(self, ids, n: int) -> np.ndarray:
+        """ids (None: all n) as an int64 array, each in 0..n-1 (error names the dataset)."""
+        ids = np.arange(n) if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
+        if len(ids) and (ids.min() < 0 or ids.max() >= n):
+            raise ValueError(f"{self.what}: ids must be in 0..{n - 1}, got min {ids.min()} max {ids.max()}")
+        return ids
+
     def with_ids(self, ids):
         """A copy restricted to sample ids ``ids`` (annotations and detections are shared)."""
         new = copy.copy(self)
