@@ -46,7 +46,6 @@ from handrecon.data.images import (
     DatasetFormatError,
     RobustDataset,
     check_detection_coverage,
-    load_split_detections,
     read_mask,
     read_rgb,
 )
@@ -311,11 +310,8 @@ class FreiHANDDataset(RobustDataset):
             )
         self.versions = versions
 
-        self.detections_path = Path(detections) if detections else self.root / "detections" / f"{split}.json"
-        required = (split == "training") if detections_required is None else bool(detections_required)
-        self.detections: Detections | None = load_split_detections(
-            self.detections_path, split, required=required, what=self.what, how_to_make=HOW_TO_MAKE_DETECTIONS
-        )
+        self.detections: Detections | None = None
+        self._load_detections(detections, split, detections_required, "training", HOW_TO_MAKE_DETECTIONS)
         self._set_ids(ids)
 
     # ------------------------------------------------------------ indexing

@@ -39,7 +39,6 @@ from handrecon.data.images import (
     DatasetFormatError,
     RobustDataset,
     check_detection_coverage,
-    load_split_detections,
     read_rgb,
 )
 from handrecon.geometry import camera
@@ -231,11 +230,8 @@ class HO3DDataset(RobustDataset):
             raise DatasetFormatError(f"{self.what}: require_3d=True, but the HO3D evaluation split has only the root joint")
         self.max_bad_fraction = float(max_bad_fraction)
 
-        self.detections_path = Path(detections) if detections else self.root / "detections" / f"{split}.json"
-        required = (split == "train") if detections_required is None else bool(detections_required)
-        self.detections: Detections | None = load_split_detections(
-            self.detections_path, split, required=required, what=self.what, how_to_make=HOW_TO_MAKE_DETECTIONS
-        )
+        self.detections: Detections | None = None
+        self._load_detections(detections, split, detections_required, "train", HOW_TO_MAKE_DETECTIONS)
         self._set_ids(ids)
 
     # ------------------------------------------------------------ indexing

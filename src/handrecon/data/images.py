@@ -213,6 +213,15 @@ class RobustDataset(torch.utils.data.Dataset):
     _rng: np.random.Generator | None = None
     _rng_seed: int | None = None
 
+    def _load_detections(self, detections, split: str, required: bool | None, training_split: str,
+                         how_to_make: str) -> None:
+        """Set ``detections_path`` (default ``<root>/detections/<split>.json``) and ``detections``;
+        the file is required on the training split unless ``required`` says otherwise."""
+        self.detections_path = Path(detections) if detections else self.root / "detections" / f"{split}.json"
+        required = (split == training_split) if required is None else bool(required)
+        self.detections = load_split_detections(self.detections_path, split, required=required, what=self.what,
+                                                how_to_make=how_to_make)
+
     def _validated_ids(self, ids, n: int) -> np.ndarray:
         """ids (None: all n) as an int64 array, each in 0..n-1 (error names the dataset)."""
         ids = np.arange(n) if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
