@@ -8,12 +8,13 @@ import argparse
 import torch
 from common import compose, table, timeit
 
+from handrecon.geometry.camera import crop_intrinsics
+
 
 def _one_batch(module, b: int, size: int, repeat: int) -> dict:
     net = module.net
     image = torch.rand(b, 3, size, size)
-    f = 2.6 * size
-    K = torch.tensor([[f, 0, size / 2 - 0.5], [0, f, size / 2 - 0.5], [0, 0, 1.0]]).expand(b, 3, 3).contiguous()
+    K = torch.from_numpy(crop_intrinsics(size)).float().expand(b, 3, 3).contiguous()
 
     def predict_step():
         o = net(image, K, with_appearance=True, with_kp_branch=False)

@@ -8,6 +8,8 @@ import time
 import torch
 from common import compose, table
 
+from handrecon.geometry.camera import crop_intrinsics
+
 
 def breakdown(model: str = "s2hand", batch: int = 32, size: int = 128, steps: int = 3, stage: str = "ssl_e2e") -> list[dict]:
     from handrecon.cli.train import build_module
@@ -16,8 +18,7 @@ def breakdown(model: str = "s2hand", batch: int = 32, size: int = 128, steps: in
     module = build_module(cfg).train()
     net = module.net
     image = torch.rand(batch, 3, size, size)
-    f = 2.6 * size
-    K = torch.tensor([[f, 0, size / 2 - 0.5], [0, f, size / 2 - 0.5], [0, 0, 1.0]]).expand(batch, 3, 3).contiguous()
+    K = torch.from_numpy(crop_intrinsics(size)).float().expand(batch, 3, 3).contiguous()
     det = torch.rand(batch, 21, 2) * size
     batch_d = {"image": image, "K": K, "kp2d": det, "kp2d_conf": torch.rand(batch, 21) * 0.5 + 0.5,
                "appearance_weight": torch.ones(batch), "has_3d": torch.zeros(batch, dtype=torch.bool)}

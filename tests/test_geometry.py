@@ -128,3 +128,10 @@ def test_backproject_inverts_project():
     X = camera.backproject(uv, z, Ks)
     assert torch.allclose(X[:, 2], z)
     assert torch.allclose(camera.project(X[:, None], Ks)[:, 0], uv, atol=1e-4)
+
+
+def test_crop_intrinsics_centre_and_focal():
+    Kc = camera.crop_intrinsics(224)
+    assert Kc[0, 0] == Kc[1, 1] == 2.6 * 224 and Kc[0, 2] == Kc[1, 2] == 111.5
+    # the optical axis projects onto the crop's centre pixel
+    assert np.allclose(camera.project_np(np.array([[0.0, 0.0, 0.5]]), Kc), 111.5)

@@ -14,6 +14,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from handrecon.geometry.camera import crop_intrinsics
+
 log = logging.getLogger(__name__)
 
 OUTPUT_NAMES = ("pose", "betas", "rot_aa", "scale", "transl", "verts", "joints")
@@ -35,8 +37,7 @@ def export_model(net: nn.Module, image_size: int, out_dir: Path, fmt: str = "bot
     out_dir.mkdir(parents=True, exist_ok=True)
     wrapper = ExportWrapper(net).eval()
     image = torch.rand(2, 3, image_size, image_size)
-    K = torch.tensor([[2.6 * image_size, 0, image_size / 2 - 0.5], [0, 2.6 * image_size, image_size / 2 - 0.5], [0, 0, 1]])
-    K = K.expand(2, 3, 3).contiguous()
+    K = torch.from_numpy(crop_intrinsics(image_size)).float().expand(2, 3, 3).contiguous()
     files: dict[str, str] = {}
     if fmt in ("torchscript", "both"):
         with torch.no_grad():

@@ -29,7 +29,7 @@ from handrecon.stages import visualize
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-FOCAL_RATIO = 2.6  # FreiHAND: fx ~ 580 px for 224 px crops
+FOCAL_RATIO = camera.FOCAL_RATIO
 
 
 @dataclass
@@ -78,9 +78,7 @@ def make_crop(name: str, path: Path, image: np.ndarray, box, size: int, flip: bo
     A = camera.crop_matrix(center, side, size)
     if flip:
         A = camera.hflip_matrix(size) @ A
-    f = focal_ratio * size
-    K = np.array([[f, 0, (size - 1) / 2.0], [0, f, (size - 1) / 2.0], [0, 0, 1]])
-    return Crop(name, path, image, A, K, flip)
+    return Crop(name, path, image, A, camera.crop_intrinsics(size, focal_ratio), flip)
 
 
 def predict(cfg: DictConfig) -> dict:

@@ -142,6 +142,16 @@ def apply_homography(H: np.ndarray, uv: np.ndarray) -> np.ndarray:
     return p[..., :2] / p[..., 2:3]
 
 
+#: FreiHAND's average focal length in units of the crop side (fx ~ 580 px for 224 px crops)
+FOCAL_RATIO = 2.6
+
+
+def crop_intrinsics(size: int, focal_ratio: float = FOCAL_RATIO) -> np.ndarray:
+    """(3, 3) K of a square crop of unknown intrinsics: fx = fy = focal_ratio * size, centred."""
+    f, c = focal_ratio * size, (size - 1) / 2.0
+    return np.array([[f, 0.0, c], [0.0, f, c], [0.0, 0.0, 1.0]])
+
+
 def square_box_from_points(uv: np.ndarray, valid: np.ndarray | None = None, pad: float = 1.3,
                            min_size: float = 32.0) -> tuple[tuple[float, float], float]:
     """Square crop box around 2D points: (centre (cx, cy), side) with the side ``pad`` x the larger extent."""
