@@ -88,8 +88,9 @@ def train(cfg: DictConfig) -> dict:
 
 def write_metrics(output_dir: Path, metrics: dict) -> dict:
     """metrics.json of the run: the evaluator's keys (val/*, mm) plus the mean-pose baseline."""
-    keys = ("mpjpe_mm", "pa_mpjpe_mm", "pa_mpvpe_mm", "auc_joints_aligned", "auc_verts_aligned", "f5", "f15")
-    out = {k: metrics[f"val/{k}"] for k in keys if f"val/{k}" in metrics}
+    from handrecon.eval.metrics import METRIC_KEYS
+
+    out = {k: metrics[f"val/{k}"] for k in METRIC_KEYS if f"val/{k}" in metrics}
     if "val/baseline_pa_mpjpe_mm" in metrics:
         out["baseline_pa_mpjpe_mm"] = metrics["val/baseline_pa_mpjpe_mm"]
     if out:
