@@ -30,6 +30,20 @@ def test_runs_from_any_directory_and_writes_metrics(synth_cache, tmp_path):
     assert (out / ".hydra" / "config.yaml").is_file() and (out / "config_resolved.yaml").is_file()
 
 
+@pytest.mark.parametrize("logger", ["none", "tensorboard", "wandb"])
+def test_logger_choices(logger, synth_cache, tmp_path):
+    # csv is the default (every other test); wandb runs offline here (no login, no network)
+    out = tmp_path / "run"
+    run_cli([*tiny_overrides(synth_cache, steps=2), "stage=ssl_shape", f"logger={logger}", f"hydra.run.dir={out}"],
+            cwd=tmp_path, env={"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"})
+    assert (out / "metrics.json").is_file() and not (out / "csv").exists()
+    if logger == "tensorboard":
+        assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    if logger == "wandb":
+        runs = list(out.glob("wandb/offline-run-*/run-*.wandb"))
+        assert runs and runs[0].stat().st_size > 0
+
+
 def test_unknown_config_value_is_a_clear_error(tmp_path):
     p = subprocess.run([sys.executable, "-m", "handrecon", "stage=ssl_nope"], cwd=tmp_path, capture_output=True, text=True)
     assert p.returncode != 0

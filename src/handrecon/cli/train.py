@@ -61,6 +61,8 @@ def train(cfg: DictConfig) -> dict:
         log.info("initialised %d tensors from %s", len(loaded), cfg.init_from)
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    if not loggers:  # logger=none: a learning-rate monitor has nowhere to write (Lightning refuses it)
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=True)
     ckpt_path = find_resume_checkpoint(cfg, output_dir)
