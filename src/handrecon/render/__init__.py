@@ -4,7 +4,8 @@
     out.rgb (B, H, W, 3), out.silhouette (B, H, W), out.depth (B, H, W)
 
 Backends: ``soft`` (:class:`SoftRasterizer`, pure PyTorch, default) and ``pytorch3d``
-(:class:`PyTorch3DRenderer`, only when pytorch3d is installed).
+(:class:`PyTorch3DRenderer`, only when pytorch3d is installed) are differentiable; ``zbuffer``
+(:class:`ZBufferRenderer`, pure PyTorch, hard edges, no gradients) draws inference overlays.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from .base import (
 )
 from .pytorch3d_backend import PyTorch3DRenderer, pytorch3d_available
 from .soft import SoftRasterizer
+from .zbuffer import ZBufferRenderer
 
-BACKENDS = {"soft": SoftRasterizer, "pytorch3d": PyTorch3DRenderer}
+BACKENDS = {"soft": SoftRasterizer, "pytorch3d": PyTorch3DRenderer, "zbuffer": ZBufferRenderer}
 
 
 def available_backends() -> list[str]:
     """Names of the renderer backends usable in this environment (``soft`` always)."""
-    names = ["soft"]
+    names = ["soft", "zbuffer"]
     if pytorch3d_available():
         names.append("pytorch3d")
     return names
@@ -45,6 +47,7 @@ __all__ = [
     "RenderOutput",
     "Renderer",
     "SoftRasterizer",
+    "ZBufferRenderer",
     "PyTorch3DRenderer",
     "available_backends",
     "build_renderer",

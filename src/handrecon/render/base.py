@@ -200,7 +200,12 @@ def check_inputs(verts, faces, colors, K, H, W, lighting, background) -> None:
 
 
 class Renderer(torch.nn.Module):
-    """Base class of the differentiable renderers. Subclasses implement :meth:`forward`."""
+    """Base class of the renderers. Subclasses implement :meth:`forward`.
+
+    ``differentiable``: whether gradients flow from the images to verts, colours and lighting
+    (training's rendered loss terms need it; inference overlays do not)."""
+
+    differentiable: bool = True
 
     def forward(
         self,

@@ -1,0 +1,114 @@
+"""The hard z-buffer renderer of inference overlays: exact coverage, nearest surface, culling, and
+agreement with the differentiable renderer it stands in for."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from handrecon.render import Lighting, SoftRasterizer
+from handrecon.render.zbuffer import ZBufferRenderer
+from test_render import QUAD_FACES, intrinsics, lift, quad, sphere
+
+
+def test_triangle_covers_exactly_the_pixel_centres_inside_with_plane_depth():
+    K = intrinsics(120.0, 31.5, 31.5)
+    uv = torch.tensor([[8.3, 6.6], [56.3, 6.6], [8.3, 54.6]])  # right triangle, legs 48 px
+    z = torch.tensor([0.8, 1.1, 1.4])  # a tilted plane
+    v = lift(uv, z, K)[None]
+    faces = torch.tensor([[0, 1, 2]])
+    out = ZBufferRenderer(cull_backfaces=False)(v, faces, torch.full((1, 3, 3), 0.5), K, 64)
+    ys, xs = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    inside = (xs >= 8.3) & (ys >= 6.6) & (xs + ys <= 62.9)
+    assert torch.equal(out.silhouette[0].bool(), inside)
+    assert set(torch.unique(out.silhouette).tolist()) == {0.0, 1.0}
+    # depth along each pixel's ray = the plane's z there (perspective-correct interpolation)
+    n = torch.linalg.cross(v[0, 1] - v[0, 0], v[0, 2] - v[0, 0], dim=-1)
+    rays = torch.stack([xs, ys, torch.ones_like(xs)], -1).float() @ torch.linalg.inv(K[0]).T  # (H, W, 3), z = 1
+    z_plane = (n @ v[0, 0]) / (rays @ n)
+    assert torch.allclose(out.depth[0][inside], z_plane[inside], atol=1e-5)
+    assert (out.depth[0][~inside] == 0).all()
+
+
+def test_nearest_surface_wins_in_either_drawing_order():
+    K = intrinsics(100.0, 15.5, 15.5)
+    near, far = quad(0.05, 0.5), quad(0.1, 0.8)  # 10 and 12.5 px half-widths about (15.5, 15.5)
+    verts = torch.cat([near, far], 1)
+    colors = torch.cat([torch.tensor([1.0, 0.0, 0.0]).expand(1, 4, 3), torch.tensor([0.0, 0.0, 1.0]).expand(1, 4, 3)], 1)
+    bright = Lighting(torch.ones(1, 3), torch.zeros(1, 3), torch.tensor([[0.0, 0.0, -1.0]]))  # ambient 1: albedo
+    r = ZBufferRenderer()
+    for faces in (torch.cat([QUAD_FACES, QUAD_FACES + 4]), torch.cat([QUAD_FACES + 4, QUAD_FACES])):
+        out = r(verts, faces, colors, K, 32, bright)
+        c = out.rgb[0, 15, 15]
+        assert torch.allclose(c, torch.tensor([1.0, 0.0, 0.0]), atol=1e-5)  # the near red square
+        assert out.depth[0, 15, 15].item() == pytest.approx(0.5, abs=1e-6)
+        assert torch.allclose(out.rgb[0, 15, 4], torch.tensor([0.0, 0.0, 1.0]), atol=1e-5)  # far blue around it
+        assert out.depth[0, 15, 4].item() == pytest.approx(0.8, abs=1e-6)
+
+
+def test_backface_culling_and_open_meshes():
+    K = intrinsics(100.0, 15.5, 15.5)
+    away = QUAD_FACES[:, [0, 2, 1]]  # the same square wound to face away from the camera
+    assert ZBufferRenderer()(quad(), away, torch.full((1, 4, 3), 0.5), K, 32).silhouette.sum() == 0
+    drawn = ZBufferRenderer(cull_backfaces=False)(quad(), away, torch.full((1, 4, 3), 0.5), K, 32)
+    assert drawn.silhouette.sum() == 32 * 32  # the square covers the whole view
+
+
+def test_matches_the_soft_rasteriser_with_hard_edges():
+    g = torch.Generator().manual_seed(0)
+    v, faces = sphere(3, 0.08, (0.01, -0.02, 0.6))
+    v = v * torch.tensor([1.0, 1.5, 0.7]) + torch.tensor([0.0, 0.0, 0.18])  # an ellipsoid, off-axis
+    K = intrinsics(150.0, 30.0, 34.0)
+    colors = torch.rand(1, v.shape[1], 3, generator=g)
+    light = Lighting.from_vector(torch.tensor([[0.5, 0.6, 1.0, 0.9, 0.8, 1.0, 1.0, 1.0, 0.3, -0.4, -1.0]]))
+    a = SoftRasterizer(sigma=1e-9)(v, faces, colors, K, (64, 72), light)
+    b = ZBufferRenderer()(v, faces, colors, K, (64, 72), light)
+    ma, mb = a.silhouette > 0.5, b.silhouette > 0.5
+    assert ma.sum() > 500
+    assert (ma ^ mb).sum() <= 0.005 * ma.sum()  # pixel centres exactly on an edge may go either way
+    both = ma & mb
+    assert torch.allclose(a.depth[both], b.depth[both], atol=1e-4)
+    assert torch.allclose(a.rgb[both], b.rgb[both], atol=2e-3)
+
+
+def test_batch_equals_one_by_one_and_background():
+    g = torch.Generator().manual_seed(3)
+    v, faces = sphere(2)
+    B = 3
+    verts = v.expand(B, -1, -1) + 0.03 * torch.randn(B, 1, 3, generator=g)
+    colors = torch.rand(B, v.shape[1], 3, generator=g)
+    K = torch.stack([intrinsics(140.0 + 10 * i, 23.0 + i, 24.0 - i)[0] for i in range(B)])
+    bg = torch.rand(B, 40, 48, 3, generator=g)
+    r = ZBufferRenderer()
+    out = r(verts, faces, colors, K, (40, 48), background=bg)
+    for i in range(B):
+        oi = r(verts[i : i + 1], faces, colors[i : i + 1], K[i : i + 1], (40, 48), background=bg[i : i + 1])
+        assert torch.equal(out.silhouette[i], oi.silhouette[0])
+        assert torch.allclose(out.rgb[i], oi.rgb[0], atol=1e-6)
+    off = out.silhouette == 0
+    assert off.any() and torch.equal(out.rgb[off], bg[off])
+
+
+def test_far_outside_or_behind_gives_nothing_and_no_gradients_are_kept():
+    v, faces = sphere(1)
+    K = intrinsics(150.0, 15.5, 15.5)
+    r = ZBufferRenderer(background_color=(0.2, 0.3, 0.4))
+    for shift in ([10.0, 0.0, 0.0], [0.0, -5.0, 0.0], [0.0, 0.0, -2.0]):
+        out = r(v + torch.tensor(shift), faces, torch.full_like(v, 0.5), K, 32)
+        assert out.silhouette.abs().max() == 0 and out.depth.abs().max() == 0
+        assert torch.allclose(out.rgb, torch.tensor([0.2, 0.3, 0.4]).expand(1, 32, 32, 3))
+    assert not r.differentiable
+    vg = v.clone().requires_grad_(True)
+    assert not r(vg, faces, torch.full_like(v, 0.5), K, 32).rgb.requires_grad
+
+
+def test_training_refuses_a_renderer_without_gradients(synth_cache, tmp_path):
+    from conftest import tiny_overrides
+    from handrecon.cli import compose_config
+    from handrecon.cli.train import build_module
+
+    cfg = compose_config([*tiny_overrides(synth_cache), "stage=ssl_e2e", "renderer=zbuffer"], tmp_path)
+    with pytest.raises(ValueError, match="ZBufferRenderer keeps no gradients.*photo.*renderer=soft"):
+        build_module(cfg)
+    # a stage without rendered terms may use it (it is never called for a loss there)
+    build_module(compose_config([*tiny_overrides(synth_cache), "stage=ssl_shape", "renderer=zbuffer"], tmp_path))
