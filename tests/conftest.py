@@ -54,3 +54,12 @@ def trained_ckpt_session(synth_cache, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("trained")
     run_cli([*tiny_overrides(synth_cache, steps=2), "stage=ssl_e2e", f"hydra.run.dir={out}"], cwd=out)
     return out / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def keypoint_ckpt(synth_cache, tmp_path_factory) -> Path:
+    """A checkpoint of a 2-step ssl_e2e run of the quickstart's model: the regressor reads 2D detections."""
+    out = tmp_path_factory.mktemp("trained_kp")
+    run_cli([*tiny_overrides(synth_cache, steps=2), "stage=ssl_e2e", "model.keypoints_in=detections",
+             f"hydra.run.dir={out}"], cwd=out)
+    return out / "checkpoints" / "last.ckpt"

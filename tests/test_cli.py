@@ -189,3 +189,61 @@ def test_predict_left_hand_is_the_mirror_of_the_flipped_right_hand(trained_ckpt,
     ul, ur = np.asarray(left["keypoints_2d_image_px"]), np.asarray(right["keypoints_2d_image_px"])
     np.testing.assert_allclose(ul[:, 0], 79 - ur[:, 0], atol=1e-2)
     np.testing.assert_allclose(ul[:, 1], ur[:, 1], atol=1e-2)
+
+
+def _predict_in_process(args: list[str], out: Path) -> dict:
+    from handrecon.cli import compose_config
+    from handrecon.cli.predict import predict
+
+    return predict(compose_config(["task=predict", f"out={out}", *args], out))
+
+
+def test_predict_feeds_a_keypoint_model_the_detections(keypoint_ckpt, synth_cache, tmp_path):
+    """model.keypoints_in=detections: predict reads a detections file (image name = file stem, full-image
+    pixels), the embedded dataset's own for input=synthetic:..., else the network's 2D branch."""
+    import cv2
+
+    from handrecon.data.detections import Detections
+
+    rep = _predict_in_process([f"ckpt={keypoint_ckpt}", "input=synthetic:evaluation:3"], tmp_path / "synth")
+    assert len(rep["written"]) == 3 and set(rep["keypoints"].values()) == {"detections"}
+
+    # a user's folder: one photo with detections in a file, one without
+    root = next(Path(synth_cache).glob("synthetic_*"))
+    imgs = sorted((root / "evaluation" / "rgb").glob("*.jpg"))[:2]
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, src in enumerate(imgs):  # a bigger canvas: the crop (box=full) is not the rendered image any more
+        canvas = cv2.copyMakeBorder(cv2.imread(str(src)), 10, 10, 30, 30, cv2.BORDER_REPLICATE)
+        cv2.imwrite(str(photos / f"p{i}.png"), canvas)
+    ds = Detections.load(root / "detections" / "evaluation.json")
+    xy, conf = ds.get(imgs[0].stem)
+    Detections(["p0"], (xy + [30.0, 10.0])[None], conf[None], dataset="user", split="photos").save(tmp_path / "det.json")
+    with_det = _predict_in_process([f"ckpt={keypoint_ckpt}", f"input={photos}", f"detections={tmp_path / 'det.json'}"],
+                                   tmp_path / "with")
+    assert with_det["keypoints"] == {"p0": "detections", "p1": "2d_branch"}
+    without = _predict_in_process([f"ckpt={keypoint_ckpt}", f"input={photos}"], tmp_path / "without")
+    assert without["keypoints"] == {"p0": "2d_branch", "p1": "2d_branch"}
+    a = json.loads((tmp_path / "with" / "p0.json").read_text())["keypoints_3d_m"]
+    b = json.loads((tmp_path / "without" / "p0.json").read_text())["keypoints_3d_m"]
+    assert not np.allclose(a, b)  # the detections reached the regressor
+    c = json.loads((tmp_path / "with" / "p1.json").read_text())["keypoints_3d_m"]
+    d = json.loads((tmp_path / "without" / "p1.json").read_text())["keypoints_3d_m"]
+    np.testing.assert_allclose(c, d, atol=1e-6)
+
+
+def test_export_of_a_keypoint_model_takes_the_keypoints(keypoint_ckpt, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from handrecon.cli.checkpoint import load_module
+    from handrecon.cli.export import ExportWrapper, example_inputs, export_model
+
+    module, cfg = load_module(keypoint_ckpt)
+    S = int(cfg.data.image_size)
+    files = export_model(module.net, S, tmp_path, "onnx")
+    assert json.loads((tmp_path / "export.json").read_text())["inputs"] == ["image", "K", "keypoints_uv", "keypoints_conf"]
+    inputs = example_inputs(module.net, S, batch=3)
+    with torch.no_grad():
+        ref = ExportWrapper(module.net).eval()(*inputs.values())
+    got = ort.InferenceSession(files["onnx"]).run(None, {k: v.numpy() for k, v in inputs.items()})
+    for r, g in zip(ref, got):
+        np.testing.assert_allclose(g, r.numpy(), atol=1e-4, rtol=1e-4)

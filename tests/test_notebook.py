@@ -8,9 +8,12 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 
-def test_notebook_runs(trained_ckpt_session, synth_cache, tmp_path, monkeypatch):
+@pytest.mark.parametrize("ckpt", ["trained_ckpt_session", "keypoint_ckpt"])
+def test_notebook_runs(ckpt, request, synth_cache, tmp_path, monkeypatch):
+    """Image-only and keypoint-reading checkpoints (the latter gets the synthetic image's detections)."""
     from pathlib import Path
 
+    trained_ckpt_session = request.getfixturevalue(ckpt)
     nb_path = Path(__file__).parents[1] / "notebooks" / "reconstruct_one_image.ipynb"
     nb = nbformat.read(nb_path, as_version=4)
     monkeypatch.setenv("HANDRECON_CKPT", str(trained_ckpt_session))
@@ -22,3 +25,4 @@ def test_notebook_runs(trained_ckpt_session, synth_cache, tmp_path, monkeypatch)
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "vertices: torch.Size([1," in outputs
     assert os.environ["HANDRECON_CKPT"] in outputs
+    assert ("2D keypoints from: detections" in outputs) == (ckpt == "keypoint_ckpt")

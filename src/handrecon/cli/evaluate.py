@@ -39,7 +39,7 @@ def evaluate(cfg: DictConfig) -> dict:
     joints, verts, gt_j, gt_v, has = [], [], [], [], []
     with torch.no_grad():
         for batch in tqdm(dm.test_dataloader(), desc="evaluate", unit="batch"):
-            o = module.net(batch["image"], batch["K"], with_appearance=False, with_kp_branch=False)
+            o = module.run_net(batch, with_appearance=False, with_kp_branch=False)
             joints.append(o.joints.numpy())
             verts.append(o.verts.numpy())
             gt_j.append(batch["joints3d"].numpy())

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -81,6 +82,44 @@ def make_crop(name: str, path: Path, image: np.ndarray, box, size: int, flip: bo
     return Crop(name, path, image, A, camera.crop_intrinsics(size, focal_ratio), flip)
 
 
+def load_predict_detections(cfg: DictConfig, spec: str, train_cfg):
+    """The 2D detections a keypoint-reading model gets at inference (model.keypoints_in=detections):
+    ``detections=PATH`` (handrecon's detections JSON, image names = file stems, pixels of the full
+    image, e.g. from ``python -m handrecon.detect``); for ``input=synthetic:...`` the embedded
+    dataset's own; else None (the network's own 2D branch finds them)."""
+    from handrecon.data.detections import Detections
+
+    if cfg.get("detections"):
+        return Detections.load(cfg.detections)
+    if spec.startswith("synthetic"):
+        split = (spec.split(":") + ["", ""])[1] or "evaluation"
+        root = resolve_synthetic(spec, train_cfg)[0].parents[2]  # <root>/<split>/rgb/<id>.jpg
+        return Detections.load(root / "detections" / f"{split}.json", split=split)
+    log.info("predict: no detections given (detections=PATH): the network's own 2D branch provides the keypoints")
+    return None
+
+
+def crop_keypoints(net, images: torch.Tensor, crops: list[Crop], dets) -> tuple[tuple[torch.Tensor, torch.Tensor], list[str]]:
+    """Per crop: the detections of its image mapped into the crop (and mirrored with a left hand), or
+    the 2D branch's keypoints where the image has none -> ((uv (B, 21, 2) crop px, conf (B, 21)), sources)."""
+    uv, conf = net.predict_keypoints(images) if net.kp_branch is not None else (None, None)
+    sources = []
+    for j, c in enumerate(crops):
+        if dets is not None and c.name in dets:
+            xy, cf = dets.get(c.name)
+            uv_j = torch.from_numpy(camera.apply_homography(c.A, xy)).float()
+            if uv is None:
+                uv, conf = torch.zeros(len(crops), 21, 2), torch.zeros(len(crops), 21)
+            uv[j], conf[j] = uv_j, torch.from_numpy(cf).float()
+            sources.append("detections")
+        elif uv is not None:
+            sources.append("2d_branch")
+        else:
+            raise ValueError(f"predict: no detections for image {c.name!r} (detections=...) and this model has no 2D "
+                             "branch to find its keypoints")
+    return (uv, conf), sources
+
+
 def predict(cfg: DictConfig) -> dict:
     from handrecon.cli.checkpoint import load_module
     from handrecon.data.images import CorruptImageError, read_rgb
@@ -106,8 +145,10 @@ def predict(cfg: DictConfig) -> dict:
         boxes = json.loads(Path(box_mode).read_text())
     batch_size = int(cfg.predict_batch_size)
     focal_ratio = float(cfg.focal_ratio)
-    report: dict[str, list] = {"written": [], "skipped": []}
+    report: dict = {"written": [], "skipped": [], "keypoints": {}}
+    dets = load_predict_detections(cfg, spec, train_cfg) if net.keypoints_in == "detections" else None
     faces = net.hand_model.faces.cpu().numpy()
+    overlay_renderer = hydra.utils.instantiate(cfg.overlay_renderer)  # pictures only: no gradients needed
 
     def load_crops(paths: list[Path]) -> list[Crop]:
         crops = []
@@ -144,9 +185,14 @@ def predict(cfg: DictConfig) -> dict:
                 c.A, c.K = nc.A, nc.K
         images = torch.from_numpy(np.stack([warp(c) for c in crops])).permute(0, 3, 1, 2).float() / 255
         K = torch.from_numpy(np.stack([c.K for c in crops])).float()
+        keypoints = None
+        if net.keypoints_in == "detections":  # the detector's keypoints where given, else the 2D branch's
+            keypoints, sources = crop_keypoints(net, images, crops, dets)
+            for c, src in zip(crops, sources):
+                report["keypoints"][c.name] = src
         with torch.no_grad():
-            o = net(images, K, with_appearance=True, with_kp_branch=False)
-            rend = module.render(o, K, (size, size))
+            o = net(images, K, with_appearance=True, with_kp_branch=False, keypoints=keypoints)
+            rend = module.render(o, K, (size, size), renderer=overlay_renderer)
         for j, c in enumerate(crops):
             verts, joints = o.verts[j].numpy(), o.joints[j].numpy()
             tex = o.texture[j].numpy() if o.texture is not None else np.full_like(verts, 0.7)

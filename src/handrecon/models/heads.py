@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from handrecon.joints import NUM_JOINTS
+
 #: mean skin albedo of the method (RGB in [0, 1])
 MEAN_SKIN = (0.78, 0.59, 0.59)
 #: the 11 lighting numbers of the method
@@ -26,6 +28,29 @@ def _zero_head(cin: int, cout: int) -> nn.Linear:
     return lin
 
 
+class KeypointEmbedding(nn.Module):
+    """2D keypoints (B, 21, 3) [u, v in [-1, 1] of the crop, confidence] -> (B, out_features).
+
+    The MLP reads each keypoint twice: in crop coordinates (where the hand is: the camera head) and
+    centred on the confidence-weighted mean and divided by the RMS radius (the hand's articulation,
+    invariant to its position and size in the crop). Coordinates are multiplied by their confidence,
+    so a missing keypoint (confidence 0) reads as unknown rather than as the crop centre."""
+
+    def __init__(self, out_features: int = 256, hidden: int = 256, eps: float = 1e-3):
+        super().__init__()
+        self.eps = eps
+        self.mlp = nn.Sequential(nn.Linear(NUM_JOINTS * 5, hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(hidden, out_features), nn.ReLU(inplace=True))
+
+    def forward(self, keypoints: torch.Tensor) -> torch.Tensor:
+        uv, conf = keypoints[..., :2], keypoints[..., 2:3]  # (B, 21, 2), (B, 21, 1)
+        w = conf / conf.sum(1, keepdim=True).clamp_min(self.eps)
+        centred = uv - (w * uv).sum(1, keepdim=True)
+        radius = ((w * centred * centred).sum((1, 2), keepdim=True)).clamp_min(self.eps**2).sqrt()
+        x = torch.cat([uv * conf, centred / radius * conf, conf], -1)  # (B, 21, 5)
+        return self.mlp(x.flatten(1))
+
+
 class HandRegressor(nn.Module):
     """global feature (B, C) -> raw hand parameters.
 
@@ -33,15 +58,18 @@ class HandRegressor(nn.Module):
     rot (B, 3 or 6) (axis-angle or 6D), cam (B, 3) (du, dv, dz: the hand centre in the crop as
     offsets in [-1, 1]-normalised image units, and log-depth offset) and scale (B, 1) offset.
     Every head starts at zero, i.e. at the mean hand, identity rotation, centred at depth z_init.
+    With ``keypoint_features`` > 0 it also reads 2D keypoints (:class:`KeypointEmbedding`,
+    concatenated to the image feature).
     """
 
     def __init__(self, in_features: int, pose_dim: int, num_betas: int = 10, rot_repr: str = "6d",
-                 hidden: tuple[int, ...] = (1024, 512)):
+                 hidden: tuple[int, ...] = (1024, 512), keypoint_features: int = 0):
         super().__init__()
         if rot_repr not in ("6d", "axis_angle"):
             raise ValueError(f"model.rot_repr must be '6d' or 'axis_angle', got {rot_repr!r}")
         self.rot_repr = rot_repr
-        self.trunk = _mlp(in_features, tuple(hidden))
+        self.keypoints = KeypointEmbedding(keypoint_features) if keypoint_features > 0 else None
+        self.trunk = _mlp(in_features + max(int(keypoint_features), 0), tuple(hidden))
         h = hidden[-1]
         self.pose = _zero_head(h, pose_dim)
         self.betas = _zero_head(h, num_betas)
@@ -49,7 +77,12 @@ class HandRegressor(nn.Module):
         self.cam = _zero_head(h, 3)
         self.scale = _zero_head(h, 1)
 
-    def forward(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, feat: torch.Tensor, keypoints: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """feat (B, C); keypoints (B, 21, 3) [u, v in [-1, 1], confidence], for a regressor that reads them."""
+        if self.keypoints is not None:
+            if keypoints is None:
+                raise ValueError("HandRegressor: this regressor reads 2D keypoints (model.keypoints_in); none given")
+            feat = torch.cat([feat, self.keypoints(keypoints)], -1)
         x = self.trunk(feat)
         rot = self.rot(x)
         if self.rot_repr == "6d":  # identity at zero output

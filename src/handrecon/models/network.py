@@ -16,6 +16,11 @@ from handrecon.models.hourglass import KeypointBranch
 
 #: the parts of the network a stage can train or freeze
 PARTS = ("encoder", "regressor", "appearance", "kp_branch")
+#: what the hand regressor reads besides the image feature (model.keypoints_in): None = the image
+#: only (the method); "detections" = the 2D keypoints given to forward() (training: the batch's
+#: offline detections; inference: a detector's, or the network's own 2D branch where none are
+#: given); "branch" = always the network's own 2D branch (image-only at inference too)
+KEYPOINT_INPUTS = (None, "detections", "branch")
 
 
 @dataclass
@@ -56,12 +61,16 @@ class HandReconNet(nn.Module):
     ``center_joint`` (default: the middle finger's MCP, near the hand's centre), so T is the
     camera-frame position of that joint: T = z K^-1 [u, v, 1] with (u, v) its image position and
     z = z_init * exp(2 tanh(dz / 2)). This keeps the parameterisation valid for any crop and K.
+
+    ``keypoints_in`` (:data:`KEYPOINT_INPUTS`): the hand regressor may also read 2D keypoints, then
+    it lifts detected keypoints to a hand instead of regressing the hand from pixels alone.
     """
 
     def __init__(self, hand_model: nn.Module, encoder: Encoder | dict | None = None, rot_repr: str = "6d",
                  z_init: float = 0.65, scale_init: float = 0.95, mean_shape: bool = False,
                  center_joint: str = "middle_mcp", use_appearance: bool = True, use_kp_branch: bool = True,
-                 kp_branch: dict | None = None, regressor_hidden: tuple[int, ...] = (1024, 512)):
+                 kp_branch: dict | None = None, regressor_hidden: tuple[int, ...] = (1024, 512),
+                 keypoints_in: str | None = None, keypoint_features: int = 256):
         super().__init__()
         self.hand_model = hand_model
         if encoder is None:
@@ -73,8 +82,13 @@ class HandReconNet(nn.Module):
             raise ValueError(f"model.center_joint={center_joint!r} is not a joint name; expected one of {JOINT_NAMES}")
         self.center_joint = JOINT_NAMES.index(center_joint)
         self.z_init, self.scale_init, self.mean_shape = float(z_init), float(scale_init), bool(mean_shape)
+        if keypoints_in not in KEYPOINT_INPUTS:
+            raise ValueError(f"model.keypoints_in={keypoints_in!r}: expected one of {KEYPOINT_INPUTS} (null = image only)")
+        if keypoints_in == "branch" and not use_kp_branch:
+            raise ValueError("model.keypoints_in=branch needs the 2D keypoint branch (model.use_kp_branch=true)")
+        self.keypoints_in = keypoints_in
         self.regressor = HandRegressor(encoder.global_channels, hand_model.pose_dim, hand_model.num_betas, rot_repr,
-                                       tuple(regressor_hidden))
+                                       tuple(regressor_hidden), int(keypoint_features) if keypoints_in else 0)
         self.appearance = AppearanceHead(encoder.low_channels, hand_model.num_verts) if use_appearance else None
         self.kp_branch = KeypointBranch(**(kp_branch or {})) if use_kp_branch else None
         for p in self.hand_model.parameters():  # the hand model is fixed data, never trained
@@ -87,11 +101,46 @@ class HandReconNet(nn.Module):
         return getattr(self, name)
 
     # ------------------------------------------------------------------ forward
+    def regressor_keypoints(self, image: torch.Tensor, keypoints: tuple[torch.Tensor, torch.Tensor] | None,
+                            stages: list | None = None) -> torch.Tensor | None:
+        """The regressor's 2D keypoint input (B, 21, 3) [u, v in [-1, 1] of the crop, confidence], or
+        None for an image-only regressor. keypoints: (uv (B, 21, 2) crop px, conf (B, 21)) or None.
+        The 2D branch's last stage (``stages``), without gradient, stands in for all of them when none
+        are given (or keypoints_in=branch), and for the images whose detections are all missing
+        (confidence 0 everywhere: the detector found no hand)."""
+        if self.keypoints_in is None:
+            return None
+        branch = None
+        if stages is not None:
+            branch = (stages[-1][1].detach(), stages[-1][2].detach())
+        if keypoints is None or self.keypoints_in == "branch":
+            if branch is None:
+                raise ValueError("model.keypoints_in=detections: no 2D keypoints were given and this network has no "
+                                 "2D branch to find them; pass keypoints=(uv, conf)")
+            keypoints = branch
+        elif branch is not None:
+            missing = keypoints[1].sum(-1) <= 0  # (B,)
+            keypoints = (torch.where(missing[:, None, None], branch[0], keypoints[0]),
+                         torch.where(missing[:, None], branch[1], keypoints[1]))
+        uv, conf = keypoints
+        H, W = image.shape[-2:]
+        size = torch.tensor([W, H], dtype=uv.dtype, device=uv.device)
+        return torch.cat([(2.0 * uv + 1.0) / size - 1.0, conf[..., None].to(uv.dtype)], -1)
+
     def forward(self, image: torch.Tensor, K: torch.Tensor, with_appearance: bool = True,
-                with_kp_branch: bool = True) -> HandReconOutput:
+                with_kp_branch: bool = True, keypoints: tuple[torch.Tensor, torch.Tensor] | None = None) -> HandReconOutput:
+        """image (B, 3, S, S) in [0, 1]; K (B, 3, 3). keypoints: for a regressor that reads 2D keypoints
+        (model.keypoints_in=detections), (uv (B, 21, 2) crop px, conf (B, 21)); None: the network's
+        own 2D branch. Ignored by an image-only regressor."""
         B, _, H, W = image.shape
         glob, low = self.encoder(image)
-        raw = self.regressor(glob)
+        # the regressor reads the 2D branch: always, or where no (or no usable) detections are given
+        branch_in = self.keypoints_in == "branch" or (
+            self.keypoints_in is not None and (keypoints is None or bool((keypoints[1].sum(-1) <= 0).any())))
+        stages = None  # the 2D branch's (heatmaps, uv, conf) per stack, when asked for or read by the regressor
+        if self.kp_branch is not None and (with_kp_branch or branch_in):
+            stages = self.kp_branch((image - self.encoder.mean) / self.encoder.std)
+        raw = self.regressor(glob, self.regressor_keypoints(image, keypoints, stages))
         betas = torch.zeros_like(raw["betas"]) if self.mean_shape else raw["betas"]
         if raw["rot"].shape[-1] == 6:
             rotmat = rotation_6d_to_matrix(raw["rot"])
@@ -117,8 +166,7 @@ class HandReconNet(nn.Module):
         )  # fmt: skip
         if self.appearance is not None and with_appearance:
             out.texture, out.lighting = self.appearance(low)
-        if self.kp_branch is not None and with_kp_branch:
-            stages = self.kp_branch((image - self.encoder.mean) / self.encoder.std)
+        if stages is not None and with_kp_branch:
             out.heatmaps = [s[0] for s in stages]
             out.kp2d_stages = [s[1] for s in stages]
             out.kp2d_conf = stages[-1][2]

@@ -43,8 +43,12 @@ class HandReconModule(pl.LightningModule):
         unknown = set(self.stage["train_parts"]) - set(PARTS)
         if unknown:
             raise ValueError(f"stage.train_parts has unknown parts {sorted(unknown)}; expected a subset of {PARTS}")
-        self.loss_terms = set(self.stage["loss_terms"])
+        self.loss_terms = set(self.objective.resolve(self.stage["loss_terms"]))
         self.objective.set_mesh(net.hand_model.faces, net.hand_model.num_verts, ref_verts=None)
+        rendered = sorted(set(self.objective.enabled(self.loss_terms)) & RENDER_TERMS)
+        if rendered and not getattr(renderer, "differentiable", True):
+            raise ValueError(f"renderer {type(renderer).__name__} keeps no gradients, but stage {self.stage['name']} "
+                             f"trains through rendered terms {rendered}; use renderer=soft (or pytorch3d) for training")
         self._freeze()
         self.train(True)
         from handrecon.eval.metrics import HandMetrics
@@ -92,12 +96,19 @@ class HandReconModule(pl.LightningModule):
     def forward(self, image: torch.Tensor, K: torch.Tensor, **kw) -> HandReconOutput:
         return self.net(image, K, **kw)
 
-    def render(self, out: HandReconOutput, K: torch.Tensor, size: tuple[int, int], background=None):
+    def run_net(self, batch: dict, **kw) -> HandReconOutput:
+        """The network on a batch; a regressor that reads 2D detections (model.keypoints_in=detections)
+        gets the batch's offline detections (images without any: the network's own 2D branch)."""
+        kp = (batch["kp2d"], batch["kp2d_conf"]) if self.net.keypoints_in == "detections" and "kp2d" in batch else None
+        return self.net(batch["image"], batch["K"], keypoints=kp, **kw)
+
+    def render(self, out: HandReconOutput, K: torch.Tensor, size: tuple[int, int], background=None, renderer=None):
+        """The predicted hand, textured and lit, with this module's renderer or ``renderer``."""
         from handrecon.render.base import Lighting
 
         light = Lighting.from_vector(out.lighting) if out.lighting is not None else None
         colors = out.texture if out.texture is not None else torch.full_like(out.verts, 0.7)
-        return self.renderer(out.verts, self.net.hand_model.faces, colors, K, size, light, background)
+        return (renderer or self.renderer)(out.verts, self.net.hand_model.faces, colors, K, size, light, background)
 
     def _loss_inputs(self, batch: dict, out: HandReconOutput, rend) -> Any:
         from handrecon.losses.objective import LossInputs
@@ -119,7 +130,7 @@ class HandReconModule(pl.LightningModule):
     def training_step(self, batch: dict, batch_idx: int):
         need_render, need_app, need_kp = self.needs()
         image, K = batch["image"], batch["K"]
-        out = self.net(image, K, with_appearance=need_app, with_kp_branch=need_kp)
+        out = self.run_net(batch, with_appearance=need_app, with_kp_branch=need_kp)
         rend = self.render(out, K, tuple(image.shape[-2:])) if need_render else None
         total, terms = self.objective(self._loss_inputs(batch, out, rend), self.loss_terms)
         bs = image.shape[0]
@@ -154,7 +165,7 @@ class HandReconModule(pl.LightningModule):
     def _eval_step(self, batch: dict, metrics, prefix: str, with_appearance: bool = False):
         image, K = batch["image"], batch["K"]
         _, _, need_kp = self.needs()
-        out = self.net(image, K, with_appearance=with_appearance, with_kp_branch=need_kp)
+        out = self.run_net(batch, with_appearance=with_appearance, with_kp_branch=need_kp)
         has = batch["has_3d"].bool()
         if has.any():
             gt_v = batch["verts3d"][has]
