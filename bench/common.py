@@ -27,6 +27,25 @@ def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
     return ts[len(ts) // 2]
 
 
+def time_ratio(fn: Callable[[], object], ref: Callable[[], object], repeat: int = 5, warmup: int = 1) -> tuple[float, float, float]:
+    """(median seconds of fn, of ref, median of the per-pair ratios fn/ref): fn and ref run in
+    alternation, so slow drifts of a noisy machine cancel in the ratio."""
+    for _ in range(warmup):
+        ref()
+        fn()
+    a, b, r = [], [], []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        ref()
+        t1 = time.perf_counter()
+        fn()
+        t2 = time.perf_counter()
+        b.append(t1 - t)
+        a.append(t2 - t1)
+        r.append((t2 - t1) / (t1 - t))
+    return sorted(a)[len(a) // 2], sorted(b)[len(b) // 2], sorted(r)[len(r) // 2]
+
+
 def table(rows: list[dict], title: str) -> str:
     if not rows:
         return f"### {title}\n(no rows)\n"

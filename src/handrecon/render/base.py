@@ -118,11 +118,12 @@ def face_normals(verts: Tensor, faces: Tensor, normalize: bool = True) -> Tensor
 def vertex_normals(verts: Tensor, faces: Tensor) -> Tensor:
     """Area-weighted unit vertex normals: verts (B, V, 3), faces (F, 3) -> (B, V, 3)."""
     B, V, _ = verts.shape
-    fn = face_normals(verts, faces, normalize=False)  # (B, F, 3)
-    idx = faces.reshape(-1)  # (3F,)
-    contrib = fn[:, :, None, :].expand(-1, -1, 3, -1).reshape(B, -1, 3)  # (B, 3F, 3)
-    vn = torch.zeros_like(verts).index_add(1, idx, contrib)
-    return F.normalize(vn, dim=-1, eps=1e-12)
+    fn = face_normals(verts, faces, normalize=False).reshape(-1, 3)  # (B F, 3)
+    offset = torch.arange(B, device=verts.device)[:, None] * V  # (B, 1): rows of sample b in the flat (B V, 3)
+    vn = verts.new_zeros(B * V, 3)
+    for k in range(3):  # one scatter per corner along dim 0 (several times faster on CPU than along dim 1)
+        vn = vn.index_add(0, (faces[:, k][None] + offset).reshape(-1), fn)
+    return F.normalize(vn.view(B, V, 3), dim=-1, eps=1e-12)
 
 
 # ------------------------------------------------------------------------------------ shading

@@ -69,40 +69,42 @@ class ZBufferRenderer(Renderer):
 
         HW = H * W
         z_img = torch.zeros(B * HW, device=dev)
-        rgb = torch.empty(B * HW, 3, device=dev)
+        if background is None:  # drawn pixels are overwritten below
+            rgb = torch.tensor(self.background_color, device=dev).repeat(B * HW, 1)
+        else:
+            rgb = background.to(device=dev, dtype=torch.float32).reshape(B * HW, 3).clone()
         sil = torch.zeros(B * HW, device=dev)
         if total:
-            fid = torch.repeat_interleave(fsel, counts, output_size=total)  # (P,) face of each candidate
-            local = torch.arange(total, device=dev) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts,
-                                                                              output_size=total)
-            w_box = nx[fid]
-            px = (x0[fid] + local % w_box).float()
-            py = (y0[fid] + torch.div(local, w_box, rounding_mode="floor")).float()
-            t = tri[fid]  # (P, 3, 2)
+            # one row per face with candidates, repeated once per candidate pixel (gathers dominate the cost)
+            itab = torch.cat([torch.stack([x0, y0, nx], -1)[fsel], torch.cumsum(counts, 0)[:, None] - counts[:, None],
+                              fsel[:, None]], -1)  # (S, 5)
+            ftab = torch.cat([tri[:, 0], e1, e2, area2[:, None], 1.0 / tz], -1)[fsel]  # (S, 10)
+            it = itab.repeat_interleave(counts, 0, output_size=total)  # (P, 5) long
+            ft = ftab.repeat_interleave(counts, 0, output_size=total)  # (P, 10) float
+            local = torch.arange(total, device=dev) - it[:, 3]
+            px = it[:, 0] + local % it[:, 2]
+            py = it[:, 1] + torch.div(local, it[:, 2], rounding_mode="floor")
+            dx, dy = px.float() - ft[:, 0], py.float() - ft[:, 1]
             # barycentrics from the sub-triangle areas opposite each corner
-            l1 = ((px - t[:, 0, 0]) * e2[fid, 1] - (py - t[:, 0, 1]) * e2[fid, 0]) / area2[fid]
-            l2 = (e1[fid, 0] * (py - t[:, 0, 1]) - e1[fid, 1] * (px - t[:, 0, 0])) / area2[fid]
+            l1 = (dx * ft[:, 5] - dy * ft[:, 4]) / ft[:, 6]
+            l2 = (ft[:, 2] * dy - ft[:, 3] * dx) / ft[:, 6]
             lam = torch.stack([1.0 - l1 - l2, l1, l2], -1)  # (P, 3)
             inside = (lam >= -INSIDE_TOL).all(-1)
-            fid, px, py, lam = fid[inside], px[inside], py[inside], lam[inside]
-            iz = lam / tz[fid]  # (P, 3) perspective-correct weights
+            iz = lam * ft[:, 7:10]  # (P, 3) perspective-correct weights
             izs = iz.sum(-1)
-            depth = 1.0 / izs
-            pix = torch.div(fid, nF, rounding_mode="floor") * HW + py.long() * W + px.long()
+            depth = torch.where(inside, 1.0 / izs, torch.full_like(izs, float("inf")))  # outside: never the nearest
+            fid = it[:, 4]
+            pix = torch.div(fid, nF, rounding_mode="floor") * HW + py * W + px
             zmin = torch.full((B * HW,), float("inf"), device=dev).scatter_reduce(0, pix, depth, "amin")
-            win = torch.nonzero(depth == zmin[pix]).squeeze(1)
+            win = torch.nonzero(inside & (depth == zmin[pix])).squeeze(1)
             # ties (a shared edge at equal depth): any one of them, all carry the same colour there
-            wpix = pix[win]
+            wpix, fw = pix[win], fid[win]
             bary = iz[win] / izs[win, None]  # (Q, 3)
-            b = torch.div(fid[win], nF, rounding_mode="floor")
-            corner = faces[fid[win] % nF]  # (Q, 3) vertex ids
+            b = torch.div(fw, nF, rounding_mode="floor")
+            corner = faces[fw % nF]  # (Q, 3) vertex ids
             col = (bary[..., None] * vcol[b[:, None], corner]).sum(1)  # (Q, 3)
+            depth = depth[win]
             rgb.index_put_((wpix,), col)
             sil.index_fill_(0, wpix, 1.0)
-            z_img.index_put_((wpix,), depth[win])
-        if background is None:
-            bg = torch.tensor(self.background_color, device=dev).expand(B * HW, 3)
-        else:
-            bg = background.to(device=dev, dtype=torch.float32).reshape(B * HW, 3)
-        rgb = torch.where(sil[:, None] > 0, rgb, bg)
+            z_img.index_put_((wpix,), depth)
         return RenderOutput(rgb=rgb.view(B, H, W, 3), silhouette=sil.view(B, H, W), depth=z_img.view(B, H, W))
