@@ -247,3 +247,24 @@ def test_export_of_a_keypoint_model_takes_the_keypoints(keypoint_ckpt, tmp_path)
     got = ort.InferenceSession(files["onnx"]).run(None, {k: v.numpy() for k, v in inputs.items()})
     for r, g in zip(ref, got):
         np.testing.assert_allclose(g, r.numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_evaluate_feeds_a_keypoint_model_the_detections_and_counts_the_rest(keypoint_ckpt, synth_cache, tmp_path):
+    from handrecon.cli import compose_config
+    from handrecon.cli.evaluate import evaluate
+
+    out = tmp_path / "eval"
+    res = evaluate(compose_config([*tiny_overrides(synth_cache), "task=evaluate", f"ckpt={keypoint_ckpt}", f"out={out}"], out))
+    assert res["keypoints_from_2d_branch"] == 0 and res["n_samples"] == 8
+    assert json.loads((out / "metrics.json").read_text())["keypoints_from_2d_branch"] == 0
+    # FreiHAND without the evaluation split's detections (optional there): every image falls back on
+    # the 2D branch, and the count says so
+    import shutil
+
+    root = tmp_path / "freihand"
+    shutil.copytree(next(Path(synth_cache).glob("synthetic_*")), root)
+    (root / "detections" / "evaluation.json").unlink()
+    out2 = tmp_path / "eval2"
+    res2 = evaluate(compose_config(["data=freihand", f"data.root={root}", "data.image_size=64", "data.num_workers=0",
+                                    "stage.batch_size=8", "task=evaluate", f"ckpt={keypoint_ckpt}", f"out={out2}"], out2))
+    assert res2["keypoints_from_2d_branch"] == 8

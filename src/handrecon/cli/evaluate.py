@@ -37,8 +37,12 @@ def evaluate(cfg: DictConfig) -> dict:
     dm.prepare_data()
     dm.setup("test")
     joints, verts, gt_j, gt_v, has = [], [], [], [], []
+    reads_detections = module.net.keypoints_in == "detections"
+    n_branch = 0  # images of a keypoint-reading model without detections: its 2D branch stood in
     with torch.no_grad():
         for batch in tqdm(dm.test_dataloader(), desc="evaluate", unit="batch"):
+            if reads_detections:
+                n_branch += int((batch["kp2d_conf"].sum(-1) <= 0).sum())
             o = module.run_net(batch, with_appearance=False, with_kp_branch=False)
             joints.append(o.joints.numpy())
             verts.append(o.verts.numpy())
@@ -55,11 +59,15 @@ def evaluate(cfg: DictConfig) -> dict:
     else:
         pred_path = write_freihand_pred(out / "pred.json", joints, verts)
     print(f"submission file: {pred_path} ({len(joints)} samples)")
-    result: dict = {"pred": str(pred_path), "n_samples": int(len(joints))}
+    extra = {"keypoints_from_2d_branch": n_branch} if reads_detections else {}
+    result: dict = {"pred": str(pred_path), "n_samples": int(len(joints)), **extra}
+    if n_branch:
+        log.warning("%d of %d images have no detections (<data.root>/detections/<split>.json): the model's own 2D "
+                    "branch gave their keypoints", n_branch, len(joints))
     if has.all() and len(has):
         gj, gv = np.concatenate(gt_j), np.concatenate(gt_v)
         metrics, curves = evaluate_arrays(joints, gj, verts, gv, return_curves=True)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (out / "metrics.json").write_text(json.dumps({**metrics, **extra}, indent=2))
         t_mm = curves["thresholds_m"] * 1000.0
         plots = {k: (t_mm, v) for k, v in curves.items() if k != "thresholds_m" and v is not None}
         save_pck_plot(plots, out / "pck.png")
