@@ -12,6 +12,7 @@ from handrecon.render import (
     Lighting,
     PyTorch3DRenderer,
     SoftRasterizer,
+    ZBufferRenderer,
     available_backends,
     build_renderer,
     sh_basis,
@@ -140,10 +141,11 @@ def test_edge_on_slivers_give_finite_colours_and_gradients():
     assert float(out.silhouette.amax()) < 1.0
 
 
-def test_far_outside_or_behind_gives_nothing():
+@pytest.mark.parametrize("backend", [SoftRasterizer, ZBufferRenderer])
+def test_far_outside_or_behind_gives_nothing(backend):
     v, faces = sphere(1)
     K = intrinsics(150.0, 15.5, 15.5)
-    r = SoftRasterizer(background_color=(0.2, 0.3, 0.4))
+    r = backend(background_color=(0.2, 0.3, 0.4))
     for shift in ([10.0, 0.0, 0.0], [0.0, -5.0, 0.0], [0.0, 0.0, -2.0]):
         out = r(v + torch.tensor(shift), faces, torch.full_like(v, 0.5), K, 32)
         assert out.silhouette.abs().max() == 0 and out.depth.abs().max() == 0

@@ -89,17 +89,12 @@ def test_batch_equals_one_by_one_and_background():
     assert off.any() and torch.equal(out.rgb[off], bg[off])
 
 
-def test_far_outside_or_behind_gives_nothing_and_no_gradients_are_kept():
+def test_no_gradients_are_kept():
     v, faces = sphere(1)
-    K = intrinsics(150.0, 15.5, 15.5)
-    r = ZBufferRenderer(background_color=(0.2, 0.3, 0.4))
-    for shift in ([10.0, 0.0, 0.0], [0.0, -5.0, 0.0], [0.0, 0.0, -2.0]):
-        out = r(v + torch.tensor(shift), faces, torch.full_like(v, 0.5), K, 32)
-        assert out.silhouette.abs().max() == 0 and out.depth.abs().max() == 0
-        assert torch.allclose(out.rgb, torch.tensor([0.2, 0.3, 0.4]).expand(1, 32, 32, 3))
+    r = ZBufferRenderer()
     assert not r.differentiable
-    vg = v.clone().requires_grad_(True)
-    assert not r(vg, faces, torch.full_like(v, 0.5), K, 32).rgb.requires_grad
+    out = r(v.clone().requires_grad_(True), faces, torch.full_like(v, 0.5), intrinsics(150.0, 15.5, 15.5), 32)
+    assert out.silhouette.sum() > 0 and not out.rgb.requires_grad
 
 
 def test_training_refuses_a_renderer_without_gradients(synth_cache, tmp_path):
