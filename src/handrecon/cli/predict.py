@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from handrecon.geometry import camera
+from handrecon.joints import NUM_JOINTS
 from handrecon.stages import visualize
 
 log = logging.getLogger(__name__)
@@ -102,22 +103,21 @@ def load_predict_detections(cfg: DictConfig, spec: str, train_cfg):
 def crop_keypoints(net, images: torch.Tensor, crops: list[Crop], dets) -> tuple[tuple[torch.Tensor, torch.Tensor], list[str]]:
     """Per crop: the detections of its image mapped into the crop (and mirrored with a left hand), or
     the 2D branch's keypoints where the image has none -> ((uv (B, 21, 2) crop px, conf (B, 21)), sources)."""
-    uv, conf = net.predict_keypoints(images) if net.kp_branch is not None else (None, None)
-    sources = []
+    have = [dets is not None and c.name in dets for c in crops]
+    if all(have):
+        uv, conf = torch.zeros(len(crops), NUM_JOINTS, 2), torch.zeros(len(crops), NUM_JOINTS)
+    elif net.kp_branch is not None:
+        uv, conf = net.predict_keypoints(images)
+    else:
+        name = crops[have.index(False)].name
+        raise ValueError(f"predict: no detections for image {name!r} (detections=...) and this model has no 2D "
+                         "branch to find its keypoints")
     for j, c in enumerate(crops):
-        if dets is not None and c.name in dets:
-            xy, cf = dets.get(c.name)
-            uv_j = torch.from_numpy(camera.apply_homography(c.A, xy)).float()
-            if uv is None:
-                uv, conf = torch.zeros(len(crops), 21, 2), torch.zeros(len(crops), 21)
-            uv[j], conf[j] = uv_j, torch.from_numpy(cf).float()
-            sources.append("detections")
-        elif uv is not None:
-            sources.append("2d_branch")
-        else:
-            raise ValueError(f"predict: no detections for image {c.name!r} (detections=...) and this model has no 2D "
-                             "branch to find its keypoints")
-    return (uv, conf), sources
+        if have[j]:
+            xy, cf = dets.get(c.name)  # full-image pixels
+            uv[j] = torch.from_numpy(camera.apply_homography(c.A, xy)).float()
+            conf[j] = torch.from_numpy(cf).float()
+    return (uv, conf), ["detections" if h else "2d_branch" for h in have]
 
 
 def predict(cfg: DictConfig) -> dict:
