@@ -72,3 +72,21 @@ def test_images_without_detections_get_the_2d_branch_keypoints(tmp_path):
         uv_ref[1], conf_ref[1] = b_uv[1], b_conf[1]
         ref = net(image, K, with_appearance=False, with_kp_branch=False, keypoints=(uv_ref, conf_ref))
     assert torch.allclose(got.pose, ref.pose, atol=1e-6) and torch.allclose(got.transl, ref.transl, atol=1e-6)
+
+
+def test_model_config_sets_every_network_argument_with_the_class_defaults():
+    """conf/model/s2hand.yaml names every HandReconNet argument (so each is a command-line override),
+    with the class's default where the config does not deliberately differ."""
+    import inspect
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from handrecon.models.network import HandReconNet
+
+    conf = OmegaConf.load(Path(__file__).parents[1] / "conf" / "model" / "s2hand.yaml")
+    params = inspect.signature(HandReconNet.__init__).parameters
+    assert set(params) - {"self"} == set(conf) - {"_target_"}
+    for name in ("rot_repr", "z_init", "scale_init", "mean_shape", "center_joint", "use_appearance", "use_kp_branch",
+                 "keypoints_in", "keypoint_features"):
+        assert conf[name] == params[name].default, name
