@@ -83,18 +83,17 @@ def make_crop(name: str, path: Path, image: np.ndarray, box, size: int, flip: bo
     return Crop(name, path, image, A, camera.crop_intrinsics(size, focal_ratio), flip)
 
 
-def load_predict_detections(cfg: DictConfig, spec: str, train_cfg):
+def load_predict_detections(cfg: DictConfig, spec: str, files: list[Path]):
     """The 2D detections a keypoint-reading model gets at inference (model.keypoints_in=detections):
     ``detections=PATH`` (handrecon's detections JSON, image names = file stems, pixels of the full
-    image, e.g. from ``python -m handrecon.detect``); for ``input=synthetic:...`` the embedded
-    dataset's own; else None (the network's own 2D branch finds them)."""
+    image, e.g. from ``python -m handrecon.detect``); for ``input=synthetic:...`` (``files``: its
+    images) the embedded dataset's own; else None (the network's own 2D branch finds them)."""
     from handrecon.data.detections import Detections
 
     if cfg.get("detections"):
         return Detections.load(cfg.detections)
     if spec.startswith("synthetic"):
-        split = (spec.split(":") + ["", ""])[1] or "evaluation"
-        root = resolve_synthetic(spec, train_cfg)[0].parents[2]  # <root>/<split>/rgb/<id>.jpg
+        split, root = files[0].parents[1].name, files[0].parents[2]  # <root>/<split>/rgb/<id>.jpg
         return Detections.load(root / "detections" / f"{split}.json", split=split)
     log.info("predict: no detections given (detections=PATH): the network's own 2D branch provides the keypoints")
     return None
@@ -146,7 +145,7 @@ def predict(cfg: DictConfig) -> dict:
     batch_size = int(cfg.predict_batch_size)
     focal_ratio = float(cfg.focal_ratio)
     report: dict = {"written": [], "skipped": [], "keypoints": {}}
-    dets = load_predict_detections(cfg, spec, train_cfg) if net.keypoints_in == "detections" else None
+    dets = load_predict_detections(cfg, spec, files) if net.keypoints_in == "detections" else None
     faces = net.hand_model.faces.cpu().numpy()
     overlay_renderer = hydra.utils.instantiate(cfg.overlay_renderer)  # pictures only: no gradients needed
 

@@ -15,7 +15,16 @@ from torch import Tensor
 
 from handrecon.geometry.camera import project
 
-from .base import Lighting, Renderer, RenderOutput, check_inputs, parse_image_size, shade, vertex_normals
+from .base import (
+    Lighting,
+    Renderer,
+    RenderOutput,
+    check_inputs,
+    face_normals,
+    parse_image_size,
+    shade,
+    vertex_normals,
+)
 
 INSIDE_TOL = 1e-6  # barycentric tolerance: pixel centres on a shared edge are not lost to both faces
 
@@ -53,9 +62,8 @@ class ZBufferRenderer(Renderer):
         area2 = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]  # (N,) signed, twice the screen area
         keep = (tz > self.near).all(-1) & (area2.abs() > 1e-6 * (e1 * e1 + e2 * e2).sum(-1)) & torch.isfinite(tri).all(-1).all(-1)
         if self.cull_backfaces:  # 3D normal pointing away from the camera centre
-            p = verts[:, faces].reshape(B * nF, 3, 3)
-            n = torch.linalg.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0], dim=-1)
-            keep &= (n * p[:, 0]).sum(-1) < 0
+            n = face_normals(verts, faces, normalize=False)  # (B, F, 3)
+            keep &= ((n * verts[:, faces[:, 0]]).sum(-1) < 0).reshape(B * nF)
         lo, hi = tri.amin(1), tri.amax(1)  # (N, 2)
         x0 = torch.ceil(lo[:, 0]).clamp(0, W).long()
         x1 = torch.floor(hi[:, 0]).clamp(-1, W - 1).long()
