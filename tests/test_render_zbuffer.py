@@ -30,6 +30,55 @@ def test_triangle_covers_exactly_the_pixel_centres_inside_with_plane_depth():
     assert (out.depth[0][~inside] == 0).all()
 
 
+def _brute_force(verts, faces, vcol, K, H, W, cull):
+    """Every pixel centre against every face, float64: nearest face whose barycentrics are all >= 0."""
+    v, K = verts[0].double(), K[0].double()
+    p = v @ K.T
+    uv, z = p[:, :2] / p[:, 2:], v[:, 2]
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
+    best = torch.full((H, W), float("inf"), dtype=torch.float64)
+    rgb = torch.full((H, W, 3), 1.0, dtype=torch.float64)
+    for i0, i1, i2 in faces.tolist():
+        (x0, y0), (x1, y1), (x2, y2) = uv[i0].tolist(), uv[i1].tolist(), uv[i2].tolist()
+        a2 = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+        n = torch.linalg.cross(v[i1] - v[i0], v[i2] - v[i0], dim=0)
+        if cull and (n @ v[i0]) >= 0:
+            continue
+        l1 = ((xs - x0) * (y2 - y0) - (ys - y0) * (x2 - x0)) / a2
+        l2 = ((ys - y0) * (x1 - x0) - (xs - x0) * (y1 - y0)) / a2
+        lam = torch.stack([1 - l1 - l2, l1, l2], -1)
+        w = lam / z[[i0, i1, i2]]  # perspective-correct weights, unnormalised
+        depth = 1.0 / w.sum(-1)
+        hit = (lam >= 0).all(-1) & (depth < best)
+        best = torch.where(hit, depth, best)
+        col = (w * depth[..., None]) @ vcol[0, [i0, i1, i2]].double()
+        rgb = torch.where(hit[..., None], col, rgb)
+    return best, rgb
+
+
+@pytest.mark.parametrize("cull", [True, False])
+def test_equals_brute_force_on_a_random_triangle_soup(cull):
+    g = torch.Generator().manual_seed(7)
+    H, W, n = 36, 44, 40
+    K = intrinsics(60.0, 21.0, 17.0)
+    uv = torch.rand(n * 3, 2, generator=g) * torch.tensor([64.0, 56.0]) - torch.tensor([10.0, 10.0])  # some off-screen
+    uv = uv.view(n, 3, 2)
+    uv = uv[:, :1] + (uv - uv[:, :1]) * torch.rand(n, 1, 1, generator=g)  # big and small faces
+    z = 0.5 + torch.rand(n * 3, generator=g)  # tilted, interpenetrating
+    verts = lift(uv.reshape(-1, 2), z, K)[None]
+    faces = torch.arange(n * 3).view(n, 3)  # random windings: about half face away
+    colors = torch.rand(1, n * 3, 3, generator=g)
+    bright = Lighting(torch.ones(1, 3), torch.zeros(1, 3), torch.tensor([[0.0, 0.0, -1.0]]))  # albedo as is
+    out = ZBufferRenderer(cull_backfaces=cull)(verts, faces, colors, K, (H, W), bright)
+    depth, rgb = _brute_force(verts, faces, colors, K, H, W, cull)
+    hit = torch.isfinite(depth)
+    assert 0.3 * H * W < hit.sum() < H * W
+    assert torch.equal(out.silhouette[0].bool(), hit)
+    assert torch.allclose(out.depth[0][hit].double(), depth[hit], atol=1e-5)
+    assert torch.allclose(out.rgb[0][hit].double(), rgb[hit], atol=1e-4)
+    assert (out.rgb[0][~hit] == 1.0).all()
+
+
 def test_nearest_surface_wins_in_either_drawing_order():
     K = intrinsics(100.0, 15.5, 15.5)
     near, far = quad(0.05, 0.5), quad(0.1, 0.8)  # 10 and 12.5 px half-widths about (15.5, 15.5)
