@@ -75,17 +75,14 @@ class ZBufferRenderer(Renderer):
         z0, z1, z2 = (pz.index_select(0, c) for c in corner)  # m
         e1x, e1y, e2x, e2y = x1 - x0, y1 - y0, x2 - x0, y2 - y0
         area2 = e1x * e2y - e1y * e2x  # (N,) signed, twice the screen area
-        keep = (torch.minimum(torch.minimum(z0, z1), z2) > self.near) & torch.isfinite(area2) & (
-            area2.abs() > 1e-6 * (e1x * e1x + e1y * e1y + e2x * e2x + e2y * e2y))
+        keep = (torch.minimum(torch.minimum(z0, z1), z2) > self.near) & torch.isfinite(area2) & (area2 != 0)
         if self.cull_backfaces:
             # with every corner in front of the camera, area2 = fx fy (n . v0) / (z0 z1 z2) for the 3D
             # normal n = (v1 - v0) x (v2 - v0): the screen winding says exactly whether n faces the camera
             keep &= area2 * (K[:, 0, 0] * K[:, 1, 1]).to(f64).repeat_interleave(nF) < 0
         by0 = torch.ceil(torch.minimum(torch.minimum(y0, y1), y2)).clamp(0, H)  # pixel rows of the face
         by1 = torch.floor(torch.maximum(torch.maximum(y0, y1), y2)).clamp(-1, H - 1)
-        bx0 = torch.ceil(torch.minimum(torch.minimum(x0, x1), x2)).clamp(0, W)
-        bx1 = torch.floor(torch.maximum(torch.maximum(x0, x1), x2)).clamp(-1, W - 1)
-        f = torch.nonzero(keep & (by1 >= by0) & (bx1 >= bx0)).squeeze(1)  # (S,) faces that may cover a pixel
+        f = torch.nonzero(keep & (by1 >= by0)).squeeze(1)  # (S,) faces that may cover a pixel (x: by the spans)
         if f.numel() == 0:
             return out
         x0, y0, e1x, e1y, e2x, e2y, A, z0, z1, z2, by0, by1 = (
