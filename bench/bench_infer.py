@@ -55,8 +55,8 @@ def measure(model: str = "s2hand", size: int = 224, batches=(1, 16, 32), repeat:
     cfg = compose([f"model={model}", "logger=none"])
     module = build_module(cfg).eval()
     overlay = hydra.utils.instantiate(cfg.overlay_renderer)  # what task=predict draws with
-    # timings on 2 cores vary by 10 % from call to call: many repeats at batch 1 (medians)
-    return [_one_batch(module, overlay, b, size, repeat * 6 if b == 1 else repeat) for b in batches]
+    # timings on 2 cores vary by 10 % from call to call: many pairs at batch 1 (medians of ratios)
+    return [_one_batch(module, overlay, b, size, repeat * 12 if b == 1 else repeat) for b in batches]
 
 
 def main(argv=None) -> list[dict]:

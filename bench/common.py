@@ -29,20 +29,23 @@ def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
 
 def time_ratio(fn: Callable[[], object], ref: Callable[[], object], repeat: int = 5, warmup: int = 1) -> tuple[float, float, float]:
     """(median seconds of fn, of ref, median of the per-pair ratios fn/ref): fn and ref run in
-    alternation, so slow drifts of a noisy machine cancel in the ratio."""
+    alternation, so slow drifts of a noisy machine cancel in the ratio; every other pair runs fn
+    first, so neither gains from running second (warm caches, a just-freed allocation)."""
     for _ in range(warmup):
         ref()
         fn()
     a, b, r = [], [], []
-    for _ in range(repeat):
+    for i in range(repeat):
+        first, second = (ref, fn) if i % 2 == 0 else (fn, ref)
         t = time.perf_counter()
-        ref()
+        first()
         t1 = time.perf_counter()
-        fn()
+        second()
         t2 = time.perf_counter()
-        b.append(t1 - t)
-        a.append(t2 - t1)
-        r.append((t2 - t1) / (t1 - t))
+        t_ref, t_fn = (t1 - t, t2 - t1) if i % 2 == 0 else (t2 - t1, t1 - t)
+        b.append(t_ref)
+        a.append(t_fn)
+        r.append(t_fn / t_ref)
     return sorted(a)[len(a) // 2], sorted(b)[len(b) // 2], sorted(r)[len(r) // 2]
 
 

@@ -189,7 +189,7 @@ def predict(cfg: DictConfig) -> dict:
             keypoints, sources = crop_keypoints(net, images, crops, dets)
             for c, src in zip(crops, sources):
                 report["keypoints"][c.name] = src
-        with torch.no_grad():
+        with torch.inference_mode():  # what make bench times
             o = net(images, K, with_appearance=True, with_kp_branch=False, keypoints=keypoints)
             rend = module.render(o, K, (size, size), renderer=overlay_renderer)
         for j, c in enumerate(crops):
