@@ -22,6 +22,7 @@ from .base import (
     Renderer,
     RenderOutput,
     check_inputs,
+    flat_corners,
     parse_image_size,
     shade,
     vertex_normals,
@@ -67,7 +68,7 @@ class ZBufferRenderer(Renderer):
         # ---- faces (N = B F), in float64 so that no pixel centre on a shared edge is lost to both faces.
         # Tensors stay 1-D and contiguous: gathers and arithmetic on them are several times faster on
         # CPU than on columns of a table.
-        corner = [(faces[:, k][None] + V * torch.arange(B, device=dev)[:, None]).reshape(-1) for k in range(3)]
+        corner = flat_corners(verts, faces)  # 3 x (N,) rows of the corners in the flat (B V) vertices
         uv = project(verts, K).to(f64).reshape(B * V, 2)
         px, py, pz = uv[:, 0].contiguous(), uv[:, 1].contiguous(), verts[..., 2].to(f64).reshape(-1)
         x0, x1, x2 = (px.index_select(0, c) for c in corner)  # (N,) px
