@@ -1,8 +1,8 @@
 """Inference throughput (images/s, batch 1, 16 (task=predict's default) and 32, CPU) and the predict step's overhead over the
 bare backbone forward, measured in one run. The predict step is what ``task=predict`` computes per
 batch: the network (3D outputs, texture, lighting) and the overlay rendering with its overlay
-renderer (``overlay_renderer``, the hard z-buffer); the training renderer (soft rasteriser) is
-timed beside it for comparison."""
+renderer (``overlay_renderer``, the hard z-buffer, backend auto: numba on CPU); the z-buffer's
+tensor backend and the training renderer (soft rasteriser) are timed beside it for comparison."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from handrecon.geometry.camera import crop_intrinsics
 
 
 def _one_batch(module, overlay, b: int, size: int, repeat: int) -> dict:
+    from handrecon.render.zbuffer import ZBufferRenderer
+
     net = module.net
+    overlay_torch = ZBufferRenderer(overlay.cull_backfaces, overlay.background_color, overlay.near, backend="torch")
     image = torch.rand(b, 3, size, size)
     K = torch.from_numpy(crop_intrinsics(size)).float().expand(b, 3, 3).contiguous()
     with torch.inference_mode():
@@ -35,10 +38,12 @@ def _one_batch(module, overlay, b: int, size: int, repeat: int) -> dict:
         t_full, _, r_full = time_ratio(lambda: net(image, K, with_appearance=True, with_kp_branch=False), backbone, repeat)
         t_pred, _, r_pred = time_ratio(lambda: predict_step(overlay), backbone, repeat)
         t_zbuf = timeit(lambda: module.render(out, K, (size, size), renderer=overlay), repeat=repeat)
+        t_zbuf_torch = timeit(lambda: module.render(out, K, (size, size), renderer=overlay_torch), repeat=repeat)
         t_soft = timeit(lambda: module.render(out, K, (size, size)), repeat=repeat)
     return {
         "batch": b, "backbone_ms": 1000 * t_backbone, "3d_ms": 1000 * t_3d, "3d+appearance_ms": 1000 * t_full,
-        "overlay_render_ms (zbuffer)": 1000 * t_zbuf, "render_ms (soft, training)": 1000 * t_soft,
+        f"overlay_render_ms (zbuffer, {overlay.backend_for('cpu')})": 1000 * t_zbuf,
+        "overlay_render_ms (zbuffer, torch)": 1000 * t_zbuf_torch, "render_ms (soft, training)": 1000 * t_soft,
         "predict_step_ms": 1000 * t_pred, "images_per_s (predict step)": b / t_pred,
         "overhead_3d_vs_backbone": r_3d - 1.0,
         "overhead_3d+appearance": r_full - 1.0,

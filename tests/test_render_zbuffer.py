@@ -11,13 +11,23 @@ from handrecon.render.zbuffer import ZBufferRenderer
 from test_render import QUAD_FACES, intrinsics, lift, quad, sphere
 
 
-def test_triangle_covers_exactly_the_pixel_centres_inside_with_plane_depth():
+@pytest.fixture(params=["torch", "numba"])
+def zbuf(request):
+    """ZBufferRenderer with each backend: the tests below hold for both."""
+
+    def make(**kw):
+        return ZBufferRenderer(backend=request.param, **kw)
+
+    return make
+
+
+def test_triangle_covers_exactly_the_pixel_centres_inside_with_plane_depth(zbuf):
     K = intrinsics(120.0, 31.5, 31.5)
     uv = torch.tensor([[8.3, 6.6], [56.3, 6.6], [8.3, 54.6]])  # right triangle, legs 48 px
     z = torch.tensor([0.8, 1.1, 1.4])  # a tilted plane
     v = lift(uv, z, K)[None]
     faces = torch.tensor([[0, 1, 2]])
-    out = ZBufferRenderer(cull_backfaces=False)(v, faces, torch.full((1, 3, 3), 0.5), K, 64)
+    out = zbuf(cull_backfaces=False)(v, faces, torch.full((1, 3, 3), 0.5), K, 64)
     ys, xs = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
     inside = (xs >= 8.3) & (ys >= 6.6) & (xs + ys <= 62.9)
     assert torch.equal(out.silhouette[0].bool(), inside)
@@ -57,7 +67,7 @@ def _brute_force(verts, faces, vcol, K, H, W, cull):
 
 
 @pytest.mark.parametrize("cull", [True, False])
-def test_equals_brute_force_on_a_random_triangle_soup(cull):
+def test_equals_brute_force_on_a_random_triangle_soup(cull, zbuf):
     g = torch.Generator().manual_seed(7)
     H, W, n = 36, 44, 40
     K = intrinsics(60.0, 21.0, 17.0)
@@ -69,7 +79,7 @@ def test_equals_brute_force_on_a_random_triangle_soup(cull):
     faces = torch.arange(n * 3).view(n, 3)  # random windings: about half face away
     colors = torch.rand(1, n * 3, 3, generator=g)
     bright = Lighting(torch.ones(1, 3), torch.zeros(1, 3), torch.tensor([[0.0, 0.0, -1.0]]))  # albedo as is
-    out = ZBufferRenderer(cull_backfaces=cull)(verts, faces, colors, K, (H, W), bright)
+    out = zbuf(cull_backfaces=cull)(verts, faces, colors, K, (H, W), bright)
     depth, rgb = _brute_force(verts, faces, colors, K, H, W, cull)
     hit = torch.isfinite(depth)
     assert 0.3 * H * W < hit.sum() < H * W
@@ -79,13 +89,13 @@ def test_equals_brute_force_on_a_random_triangle_soup(cull):
     assert (out.rgb[0][~hit] == 1.0).all()
 
 
-def test_nearest_surface_wins_in_either_drawing_order():
+def test_nearest_surface_wins_in_either_drawing_order(zbuf):
     K = intrinsics(100.0, 15.5, 15.5)
     near, far = quad(0.05, 0.5), quad(0.1, 0.8)  # 10 and 12.5 px half-widths about (15.5, 15.5)
     verts = torch.cat([near, far], 1)
     colors = torch.cat([torch.tensor([1.0, 0.0, 0.0]).expand(1, 4, 3), torch.tensor([0.0, 0.0, 1.0]).expand(1, 4, 3)], 1)
     bright = Lighting(torch.ones(1, 3), torch.zeros(1, 3), torch.tensor([[0.0, 0.0, -1.0]]))  # ambient 1: albedo
-    r = ZBufferRenderer()
+    r = zbuf()
     for faces in (torch.cat([QUAD_FACES, QUAD_FACES + 4]), torch.cat([QUAD_FACES + 4, QUAD_FACES])):
         out = r(verts, faces, colors, K, 32, bright)
         c = out.rgb[0, 15, 15]
@@ -95,15 +105,15 @@ def test_nearest_surface_wins_in_either_drawing_order():
         assert out.depth[0, 15, 4].item() == pytest.approx(0.8, abs=1e-6)
 
 
-def test_backface_culling_and_open_meshes():
+def test_backface_culling_and_open_meshes(zbuf):
     K = intrinsics(100.0, 15.5, 15.5)
     away = QUAD_FACES[:, [0, 2, 1]]  # the same square wound to face away from the camera
-    assert ZBufferRenderer()(quad(), away, torch.full((1, 4, 3), 0.5), K, 32).silhouette.sum() == 0
-    drawn = ZBufferRenderer(cull_backfaces=False)(quad(), away, torch.full((1, 4, 3), 0.5), K, 32)
+    assert zbuf()(quad(), away, torch.full((1, 4, 3), 0.5), K, 32).silhouette.sum() == 0
+    drawn = zbuf(cull_backfaces=False)(quad(), away, torch.full((1, 4, 3), 0.5), K, 32)
     assert drawn.silhouette.sum() == 32 * 32  # the square covers the whole view
 
 
-def test_matches_the_soft_rasteriser_with_hard_edges():
+def test_matches_the_soft_rasteriser_with_hard_edges(zbuf):
     g = torch.Generator().manual_seed(0)
     v, faces = sphere(3, 0.08, (0.01, -0.02, 0.6))
     v = v * torch.tensor([1.0, 1.5, 0.7]) + torch.tensor([0.0, 0.0, 0.18])  # an ellipsoid, off-axis
@@ -111,7 +121,7 @@ def test_matches_the_soft_rasteriser_with_hard_edges():
     colors = torch.rand(1, v.shape[1], 3, generator=g)
     light = Lighting.from_vector(torch.tensor([[0.5, 0.6, 1.0, 0.9, 0.8, 1.0, 1.0, 1.0, 0.3, -0.4, -1.0]]))
     a = SoftRasterizer(sigma=1e-9)(v, faces, colors, K, (64, 72), light)
-    b = ZBufferRenderer()(v, faces, colors, K, (64, 72), light)
+    b = zbuf()(v, faces, colors, K, (64, 72), light)
     ma, mb = a.silhouette > 0.5, b.silhouette > 0.5
     assert ma.sum() > 500
     assert (ma ^ mb).sum() <= 0.005 * ma.sum()  # pixel centres exactly on an edge may go either way
@@ -120,7 +130,7 @@ def test_matches_the_soft_rasteriser_with_hard_edges():
     assert torch.allclose(a.rgb[both], b.rgb[both], atol=2e-3)
 
 
-def test_batch_equals_one_by_one_and_background():
+def test_batch_equals_one_by_one_and_background(zbuf):
     g = torch.Generator().manual_seed(3)
     v, faces = sphere(2)
     B = 3
@@ -128,7 +138,7 @@ def test_batch_equals_one_by_one_and_background():
     colors = torch.rand(B, v.shape[1], 3, generator=g)
     K = torch.stack([intrinsics(140.0 + 10 * i, 23.0 + i, 24.0 - i)[0] for i in range(B)])
     bg = torch.rand(B, 40, 48, 3, generator=g)
-    r = ZBufferRenderer()
+    r = zbuf()
     out = r(verts, faces, colors, K, (40, 48), background=bg)
     for i in range(B):
         oi = r(verts[i : i + 1], faces, colors[i : i + 1], K[i : i + 1], (40, 48), background=bg[i : i + 1])
@@ -138,9 +148,9 @@ def test_batch_equals_one_by_one_and_background():
     assert off.any() and torch.equal(out.rgb[off], bg[off])
 
 
-def test_no_gradients_are_kept():
+def test_no_gradients_are_kept(zbuf):
     v, faces = sphere(1)
-    r = ZBufferRenderer()
+    r = zbuf()
     assert not r.differentiable
     out = r(v.clone().requires_grad_(True), faces, torch.full_like(v, 0.5), intrinsics(150.0, 15.5, 15.5), 32)
     assert out.silhouette.sum() > 0 and not out.rgb.requires_grad
@@ -156,3 +166,31 @@ def test_training_refuses_a_renderer_without_gradients(synth_cache, tmp_path):
         build_module(cfg)
     # a stage without rendered terms may use it (it is never called for a loss there)
     build_module(compose_config([*tiny_overrides(synth_cache), "stage=ssl_shape", "renderer=zbuffer"], tmp_path))
+
+
+def test_backends_cover_the_same_pixels_of_a_posed_hand():
+    from handrecon.geometry.rotation import axis_angle_to_matrix
+    from handrecon.models.hand_model import HandModel
+
+    hm = HandModel()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        out = hm(0.8 * torch.randn(4, hm.pose_dim, generator=g), torch.zeros(4, hm.num_betas))
+    rot = axis_angle_to_matrix(1.5 * torch.randn(4, 3, generator=g))
+    verts = (out.verts - out.verts.mean(1, keepdim=True)) @ rot.transpose(1, 2) + torch.tensor([0.0, 0.0, 0.5])
+    K = intrinsics(300.0, 63.5, 63.5, B=4)
+    colors = torch.rand(4, hm.num_verts, 3, generator=g)
+    a = ZBufferRenderer(backend="torch")(verts, hm.faces, colors, K, 128)
+    b = ZBufferRenderer(backend="numba")(verts, hm.faces, colors, K, 128)
+    assert a.silhouette.sum() > 4 * 1500
+    assert torch.equal(a.silhouette, b.silhouette)
+    assert torch.allclose(a.depth, b.depth, atol=1e-6)
+    assert torch.allclose(a.rgb, b.rgb, atol=1e-4)  # a shared edge at equal depth may take either face
+
+
+def test_backend_option_is_checked():
+    with pytest.raises(ValueError, match="renderer.backend='cuda'.*expected one of"):
+        ZBufferRenderer(backend="cuda")
+    auto = ZBufferRenderer(backend="auto")  # numba is a dependency: CPU overlays use it, other devices tensor ops
+    assert (auto.backend_for("cpu"), auto.backend_for("cuda")) == ("numba", "torch")
+    assert ZBufferRenderer(backend="torch").backend_for("cpu") == "torch"

@@ -3,11 +3,13 @@
 Same interface and conventions as the training renderers (pixel centres at integer coordinates,
 rows are y, Lambert shading of :func:`~handrecon.render.base.shade`), but each pixel simply takes
 the nearest triangle whose interior contains its centre: silhouette in {0, 1}, Gouraud colours
-interpolated perspective-correctly. A scanline rasteriser in batched tensor ops: each kept face
-(after back-face culling) gives one row per pixel row of its box, each row the exact span of pixel
-centres inside the face, and only those centres are depth-tested. Work is proportional to the
-faces' rows and covered pixels, not faces x pixels, so a 224 px overlay costs a few per cent of the
-network forward (``make bench``).
+interpolated perspective-correctly. A scanline rasteriser: each kept face (after back-face
+culling) gives one row per pixel row of its box, each row the exact span of pixel centres inside
+the face, and only those centres are depth-tested, so work is proportional to the faces' rows and
+covered pixels, not faces x pixels. Two implementations of the same arithmetic: batched tensor ops
+(any device) and one compiled CPU loop (numba, :mod:`._zbuffer_numba`), which avoids the per-op
+overhead that dominates the tensor version at small batches (``make bench``: 0.8 vs 2 ms for one
+224 px hand, 7 vs 18 ms for 16).
 """
 
 from __future__ import annotations
@@ -31,18 +33,61 @@ from .base import (
 INSIDE_TOL = 1e-6  # barycentric tolerance: pixel centres on a shared edge are not lost to both faces
 
 
+BACKENDS = ("auto", "torch", "numba")
+
+
+def numba_available() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class ZBufferRenderer(Renderer):
     """Hard rasteriser. ``cull_backfaces``: skip triangles facing away from the camera (exact for
     closed, consistently wound meshes such as the hand models; set False for open meshes).
-    ``background_color``: RGB used where no triangle is drawn and no background image is given."""
+    ``background_color``: RGB used where no triangle is drawn and no background image is given.
+    ``backend``: ``torch`` (batched tensor ops, any device), ``numba`` (one compiled CPU loop; inputs
+    on another device make a round trip to the host), ``auto`` (numba for CPU tensors when it is
+    installed, else torch). Both cover the same pixel centres (tested against each other and a
+    brute-force reference)."""
 
     differentiable = False
 
-    def __init__(self, cull_backfaces: bool = True, background_color=(1.0, 1.0, 1.0), near: float = 1e-3):
+    def __init__(self, cull_backfaces: bool = True, background_color=(1.0, 1.0, 1.0), near: float = 1e-3,
+                 backend: str = "auto"):
         super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"renderer.backend={backend!r}: expected one of {BACKENDS}")
+        if backend == "numba" and not numba_available():
+            raise ImportError("renderer.backend=numba needs the numba package (pip install numba), "
+                              "or use renderer.backend=torch")
         self.cull_backfaces = bool(cull_backfaces)
         self.background_color = tuple(float(c) for c in background_color)
         self.near = float(near)
+        self.backend = backend
+        self._numba = numba_available() if backend == "auto" else backend == "numba"
+
+    def backend_for(self, device: torch.device | str) -> str:
+        """The implementation that draws tensors on ``device``: 'numba' or 'torch'."""
+        if self.backend == "numba" or (self._numba and torch.device(device).type == "cpu"):
+            return "numba"
+        return "torch"
+
+    def _forward_numba(self, verts: Tensor, faces: Tensor, vcol: Tensor, K: Tensor, out: RenderOutput) -> RenderOutput:
+        from ._zbuffer_numba import rasterize
+
+        host = [t.detach().cpu() for t in (out.rgb, out.silhouette, out.depth)]
+        uv = project(verts, K).double().cpu().numpy()  # (B, V, 2)
+        z = verts[..., 2].double().cpu().numpy()
+        facing = (K[:, 0, 0] * K[:, 1, 1]).sign().double().cpu().numpy()
+        rasterize(uv, z, faces.cpu().numpy(), vcol.double().cpu().numpy(), facing, self.cull_backfaces, self.near,
+                  INSIDE_TOL, *(t.numpy() for t in host))  # writes into the host buffers
+        if host[0].data_ptr() != out.rgb.data_ptr():  # another device: copy the pictures back
+            for dst, src in zip((out.rgb, out.silhouette, out.depth), host):
+                dst.copy_(src)
+        return out
 
     @torch.no_grad()
     def forward(self, verts: Tensor, faces: Tensor, colors: Tensor, K: Tensor, image_size,
@@ -64,8 +109,11 @@ class ZBufferRenderer(Renderer):
             rgb = background.to(device=dev, dtype=torch.float32).reshape(B * HW, 3).clone()
         sil, z_img = torch.zeros(B * HW, device=dev), torch.zeros(B * HW, device=dev)
         out = RenderOutput(rgb=rgb.view(B, H, W, 3), silhouette=sil.view(B, H, W), depth=z_img.view(B, H, W))
+        if self.backend_for(dev) == "numba":
+            return self._forward_numba(verts, faces, vcol.view(B, V, 3), K, out)
 
-        # ---- faces (N = B F), in float64 so that no pixel centre on a shared edge is lost to both faces.
+        # ---- the tensor implementation. Faces (N = B F), in float64 so that no pixel centre on a shared
+        # edge is lost to both faces.
         # Tensors stay 1-D and contiguous: gathers and arithmetic on them are several times faster on
         # CPU than on columns of a table.
         corner = flat_corners(verts, faces)  # 3 x (N,) rows of the corners in the flat (B V) vertices
