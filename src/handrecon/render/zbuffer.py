@@ -8,8 +8,8 @@ culling) gives one row per pixel row of its box, each row the exact span of pixe
 the face, and only those centres are depth-tested, so work is proportional to the faces' rows and
 covered pixels, not faces x pixels. Two implementations of the same arithmetic: batched tensor ops
 (any device) and one compiled CPU loop (numba, :mod:`._zbuffer_numba`), which avoids the per-op
-overhead that dominates the tensor version at small batches (``make bench``: 0.8 vs 2 ms for one
-224 px hand, 7 vs 18 ms for 16).
+overhead that dominates the tensor version at small batches (``make bench``: 0.7 vs 1.8 ms for one
+224 px hand, 6 vs 16 ms for 16).
 """
 
 from __future__ import annotations
