@@ -194,3 +194,18 @@ def test_backend_option_is_checked():
     auto = ZBufferRenderer(backend="auto")  # numba is a dependency: CPU overlays use it, other devices tensor ops
     assert (auto.backend_for("cpu"), auto.backend_for("cuda")) == ("numba", "torch")
     assert ZBufferRenderer(backend="torch").backend_for("cpu") == "torch"
+
+
+def test_non_finite_faces_are_skipped_and_huge_ones_clipped(zbuf):
+    K = intrinsics(100.0, 15.5, 15.5)
+    good = quad(0.05, 0.5)  # 10 px half-width square in the middle
+    nan_face = torch.tensor([[[float("nan"), 0.0, 0.5], [0.01, 0.0, 0.5], [0.0, 0.01, 0.5]]])
+    huge = quad(1e7, 5.0)  # 4e8 px wide, behind the square
+    verts = torch.cat([good, nan_face, huge], 1)
+    faces = torch.cat([QUAD_FACES, torch.tensor([[4, 5, 6]]), QUAD_FACES + 7])
+    out = zbuf(cull_backfaces=False)(verts, faces, torch.full((1, 11, 3), 0.5), K, 32)
+    ref = zbuf(cull_backfaces=False)(good, QUAD_FACES, torch.full((1, 4, 3), 0.5), K, 32)
+    assert torch.isfinite(out.rgb).all() and torch.isfinite(out.depth).all()
+    inside = ref.silhouette > 0
+    assert inside.sum() == 400 and torch.equal(out.depth[inside], ref.depth[inside])  # the square in front
+    assert (out.silhouette == 1).all() and (out.depth[~inside] == 5.0).all()  # the huge quad behind, clipped

@@ -77,9 +77,11 @@ def rasterize(uv, z, faces, vcol, facing, cull, near, tol, rgb, sil, depth):  # 
                         lo = max(lo, alpha[k] + beta[k] * y)
                     elif a[k] < 0.0:
                         hi = min(hi, alpha[k] + beta[k] * y)
-                xs = int(max(math.ceil(lo), 0.0))
-                xe = int(min(math.floor(hi), W - 1.0))
-                yi = int(y)
+                xs_f, xe_f = max(math.ceil(lo), 0.0), min(math.floor(hi), W - 1.0)
+                if not xs_f <= xe_f:  # an empty row (or a non-finite bound: never cast to int)
+                    y += 1.0
+                    continue
+                xs, xe, yi = int(xs_f), int(xe_f), int(y)
                 for x in range(xs, xe + 1):
                     q = qc + qy * y + qx * x  # 1/z: the nearest surface has the largest
                     if q > qbuf[yi, x]:

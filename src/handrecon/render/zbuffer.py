@@ -177,7 +177,7 @@ class ZBufferRenderer(Renderer):
         lo = torch.maximum(row(lo_a) + row(lo_b) * y, row(lo2_a) + row(lo2_b) * y)
         hi = torch.minimum(row(hi_a) + row(hi_b) * y, row(hi2_a) + row(hi2_b) * y)
         xs, xe = torch.ceil(lo).clamp(min=0), torch.floor(hi).clamp(max=W - 1)
-        nx = (xe - xs + 1).clamp(min=0).long()  # (R,) candidates on the row
+        nx = torch.where(xe >= xs, xe - xs + 1, 0.0).long()  # (R,) candidates on the row (none if a bound is nan)
         base = (row(fb) * HW).to(f64) + y * W  # flat index of the row's pixel x = 0
         qxr = row(qx)
         q0 = row(qc) + row(qy) * y + qxr * xs  # 1/z at the row's first candidate
