@@ -45,8 +45,8 @@ def rasterize(uv, z, faces, vcol, facing, cull, near, tol, rgb, sil, depth):  # 
                 continue
             if cull and A * facing[bi] >= 0.0:
                 continue
-            ymin = min(y0, y0 + e1y, y0 + e2y)
-            ymax = max(y0, y0 + e1y, y0 + e2y)
+            ymin = min(y0, uv[bi, i1, 1], uv[bi, i2, 1])
+            ymax = max(y0, uv[bi, i1, 1], uv[bi, i2, 1])
             by0 = max(math.ceil(ymin), 0.0)
             by1 = min(math.floor(ymax), H - 1.0)
             if by1 < by0:
