@@ -26,6 +26,7 @@ def evaluate(cfg: DictConfig) -> dict:
     from handrecon.eval.exporters import write_freihand_pred
     from handrecon.eval.metrics import evaluate_arrays
     from handrecon.eval.plots import save_pck_plot
+    from handrecon.models.network import missing_detections
 
     if not cfg.ckpt:
         raise ValueError("task=evaluate needs ckpt=<path to a handrecon .ckpt>")
@@ -42,7 +43,7 @@ def evaluate(cfg: DictConfig) -> dict:
     with torch.no_grad():
         for batch in tqdm(dm.test_dataloader(), desc="evaluate", unit="batch"):
             if reads_detections:
-                n_branch += int((batch["kp2d_conf"].sum(-1) <= 0).sum())
+                n_branch += int(missing_detections(batch["kp2d_conf"]).sum())
             o = module.run_net(batch, with_appearance=False, with_kp_branch=False)
             joints.append(o.joints.numpy())
             verts.append(o.verts.numpy())

@@ -23,6 +23,12 @@ PARTS = ("encoder", "regressor", "appearance", "kp_branch")
 KEYPOINT_INPUTS = (None, "detections", "branch")
 
 
+def missing_detections(conf: torch.Tensor) -> torch.Tensor:
+    """conf (B, 21) -> (B,) True for images whose detector found no keypoint (confidence 0 everywhere):
+    the network's own 2D branch stands in for them."""
+    return conf.sum(-1) <= 0
+
+
 @dataclass
 class HandReconOutput:
     """Everything the network predicts for a batch (camera frame, metres, crop pixels)."""
@@ -102,12 +108,12 @@ class HandReconNet(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def regressor_keypoints(self, image: torch.Tensor, keypoints: tuple[torch.Tensor, torch.Tensor] | None,
-                            stages: list | None = None) -> torch.Tensor | None:
+                            stages: list | None = None, missing: torch.Tensor | None = None) -> torch.Tensor | None:
         """The regressor's 2D keypoint input (B, 21, 3) [u, v in [-1, 1] of the crop, confidence], or
         None for an image-only regressor. keypoints: (uv (B, 21, 2) crop px, conf (B, 21)) or None.
         The 2D branch's last stage (``stages``), without gradient, stands in for all of them when none
         are given (or keypoints_in=branch), and for the images whose detections are all missing
-        (confidence 0 everywhere: the detector found no hand)."""
+        (confidence 0 everywhere: the detector found no hand; ``missing``, when already known)."""
         if self.keypoints_in is None:
             return None
         branch = None
@@ -119,7 +125,7 @@ class HandReconNet(nn.Module):
                                  "2D branch to find them; pass keypoints=(uv, conf)")
             keypoints = branch
         elif branch is not None:
-            missing = keypoints[1].sum(-1) <= 0  # (B,)
+            missing = missing_detections(keypoints[1]) if missing is None else missing  # (B,)
             keypoints = (torch.where(missing[:, None, None], branch[0], keypoints[0]),
                          torch.where(missing[:, None], branch[1], keypoints[1]))
         uv, conf = keypoints
@@ -135,12 +141,13 @@ class HandReconNet(nn.Module):
         B, _, H, W = image.shape
         glob, low = self.encoder(image)
         # the regressor reads the 2D branch: always, or where no (or no usable) detections are given
+        missing = missing_detections(keypoints[1]) if self.keypoints_in == "detections" and keypoints is not None else None
         branch_in = self.keypoints_in == "branch" or (
-            self.keypoints_in is not None and (keypoints is None or bool((keypoints[1].sum(-1) <= 0).any())))
+            self.keypoints_in is not None and (missing is None or bool(missing.any())))
         stages = None  # the 2D branch's (heatmaps, uv, conf) per stack, when asked for or read by the regressor
         if self.kp_branch is not None and (with_kp_branch or branch_in):
             stages = self.kp_branch((image - self.encoder.mean) / self.encoder.std)
-        raw = self.regressor(glob, self.regressor_keypoints(image, keypoints, stages))
+        raw = self.regressor(glob, self.regressor_keypoints(image, keypoints, stages, missing))
         betas = torch.zeros_like(raw["betas"]) if self.mean_shape else raw["betas"]
         if raw["rot"].shape[-1] == 6:
             rotmat = rotation_6d_to_matrix(raw["rot"])
