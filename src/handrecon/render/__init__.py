@@ -5,7 +5,8 @@
 
 Backends: ``soft`` (:class:`SoftRasterizer`, pure PyTorch, default) and ``pytorch3d``
 (:class:`PyTorch3DRenderer`, only when pytorch3d is installed) are differentiable; ``zbuffer``
-(:class:`ZBufferRenderer`, pure PyTorch, hard edges, no gradients) draws inference overlays.
+(:class:`ZBufferRenderer`, hard edges, no gradients; tensor ops or a numba loop on CPU) draws
+inference overlays.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from .base import (
 INSIDE_TOL = 1e-6  # barycentric tolerance: pixel centres on a shared edge are not lost to both faces
 
 
-BACKENDS = ("auto", "torch", "numba")
+ZBUFFER_BACKENDS = ("auto", "torch", "numba")
 
 
 def numba_available() -> bool:
@@ -58,8 +58,8 @@ class ZBufferRenderer(Renderer):
     def __init__(self, cull_backfaces: bool = True, background_color=(1.0, 1.0, 1.0), near: float = 1e-3,
                  backend: str = "auto"):
         super().__init__()
-        if backend not in BACKENDS:
-            raise ValueError(f"renderer.backend={backend!r}: expected one of {BACKENDS}")
+        if backend not in ZBUFFER_BACKENDS:
+            raise ValueError(f"renderer.backend={backend!r}: expected one of {ZBUFFER_BACKENDS}")
         if backend == "numba" and not numba_available():
             raise ImportError("renderer.backend=numba needs the numba package (pip install numba), "
                               "or use renderer.backend=torch")
@@ -67,7 +67,7 @@ class ZBufferRenderer(Renderer):
         self.background_color = tuple(float(c) for c in background_color)
         self.near = float(near)
         self.backend = backend
-        self._numba = numba_available() if backend == "auto" else backend == "numba"
+        self._numba = backend == "numba" or (backend == "auto" and numba_available())
 
     def backend_for(self, device: torch.device | str) -> str:
         """The implementation that draws tensors on ``device``: 'numba' or 'torch'."""
