@@ -189,7 +189,7 @@ def test_backends_cover_the_same_pixels_of_a_posed_hand():
 
 
 def test_backend_option_is_checked():
-    with pytest.raises(ValueError, match="renderer.backend='cuda'.*expected one of"):
+    with pytest.raises(ValueError, match=r"backend='cuda' \(renderer.backend or overlay_renderer.backend\): expected one of"):
         ZBufferRenderer(backend="cuda")
     auto = ZBufferRenderer(backend="auto")  # numba is a dependency: CPU overlays use it, other devices tensor ops
     assert (auto.backend_for("cpu"), auto.backend_for("cuda")) == ("numba", "torch")

@@ -59,10 +59,11 @@ class ZBufferRenderer(Renderer):
                  backend: str = "auto"):
         super().__init__()
         if backend not in ZBUFFER_BACKENDS:
-            raise ValueError(f"renderer.backend={backend!r}: expected one of {ZBUFFER_BACKENDS}")
+            raise ValueError(f"z-buffer backend={backend!r} (renderer.backend or overlay_renderer.backend): "
+                             f"expected one of {ZBUFFER_BACKENDS}")
         if backend == "numba" and not numba_available():
-            raise ImportError("renderer.backend=numba needs the numba package (pip install numba), "
-                              "or use renderer.backend=torch")
+            raise ImportError("z-buffer backend=numba (renderer.backend or overlay_renderer.backend) needs the numba "
+                              "package (pip install numba), or use backend=torch")
         self.cull_backfaces = bool(cull_backfaces)
         self.background_color = tuple(float(c) for c in background_color)
         self.near = float(near)
