@@ -111,7 +111,7 @@ def _short_run(tmp_path, overrides: list[str]):
 @pytest.fixture(scope="module")
 def short_run(synth_cache, tmp_path_factory):
     """Image-only (the method's network), 60 steps on the tiny data (views over the whole sphere)."""
-    over = [*tiny_overrides(synth_cache, steps=60, batch=16), "stage.lr=3e-3"]
+    over = [*tiny_overrides(synth_cache, steps=60, batch=16), "stage.optimizer.lr=3e-3"]
     return _short_run(tmp_path_factory.mktemp("short_run"), over)
 
 
@@ -165,3 +165,34 @@ def test_nonfinite_gradient_is_never_stepped_on(synth_cache, tmp_path):
     module.objective.nonfinite = "skip"
     module.on_before_optimizer_step(None)
     assert p.grad is None
+
+
+@pytest.mark.parametrize("stage,lr,milestones", [("ssl_shape", 1e-3, [30, 60, 90]), ("ssl_kp", 1e-3, [30, 60, 90]),
+                                                 ("ssl_finetune", 2.5e-4, [20, 40]),
+                                                 ("ssl_e2e", 1e-3, [30, 60, 90, 120, 150])])
+def test_optimizer_and_schedule_are_the_methods_per_stage(stage, lr, milestones, tmp_path):
+    """stage.optimizer / stage.lr_scheduler (_partial_ config nodes) build the method's Adam and its
+    MultiStepLR halving per epoch; the learning rate after each milestone epoch is half the one before."""
+    cfg = compose_config([f"stage={stage}", "model=tiny"], tmp_path)
+    module = build_module(cfg)
+    conf = module.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    assert type(opt) is torch.optim.Adam and conf["lr_scheduler"]["interval"] == "epoch"
+    assert opt.param_groups[0]["lr"] == lr and opt.param_groups[0]["weight_decay"] == 0.0
+    trainable = {id(p) for p in module.parameters() if p.requires_grad}
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == trainable
+    lrs = []
+    for _ in range(milestones[-1] + 1):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == lr and lrs[-1] == pytest.approx(lr * 0.5 ** len(milestones))
+    drops = [e for e in range(1, len(lrs)) if lrs[e] != lrs[e - 1]]
+    assert drops == milestones and all(lrs[e] == pytest.approx(lrs[e - 1] / 2) for e in drops)
+
+
+def test_optimizer_is_a_config_choice(tmp_path):
+    cfg = compose_config(["stage=ssl_shape", "model=tiny", "stage.optimizer._target_=torch.optim.SGD",
+                          "stage.optimizer.lr=0.01", "+stage.optimizer.momentum=0.9", "stage.lr_scheduler=null"], tmp_path)
+    opt = build_module(cfg).configure_optimizers()
+    assert type(opt) is torch.optim.SGD and opt.param_groups[0]["momentum"] == 0.9

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import nn
 
 from handrecon.geometry import camera
@@ -32,6 +33,10 @@ APPEARANCE_TERMS = RENDER_TERMS | {"tex_reg"}
 
 
 class HandReconModule(pl.LightningModule):
+    """One training stage of the method: the network, the self-supervised objective, the renderer
+    and the stage's configuration (parts to train, loss terms, optimiser, schedule, checkpoint metric).
+    Validation and test report the evaluator's metrics (mm) on images with 3D ground truth."""
+
     def __init__(self, net: HandReconNet, objective: nn.Module, renderer: nn.Module, stage: dict,
                  config: dict | None = None, log_images_every_n_steps: int = 200):
         super().__init__()
@@ -71,6 +76,8 @@ class HandReconModule(pl.LightningModule):
             raise ValueError(f"stage {self.stage['name']} trains {missing}, which this model does not have (model.use_*)")
 
     def train(self, mode: bool = True):
+        """``nn.Module.train``; in training mode the frozen parts stay in eval mode (their batch norms
+        keep their statistics)."""
         super().train(mode)
         if mode:  # frozen parts keep their batch-norm statistics
             for name in PARTS:
@@ -80,10 +87,12 @@ class HandReconModule(pl.LightningModule):
         return self
 
     def on_train_start(self) -> None:
-        # Lightning does not call .train() before the first epoch: put frozen parts in eval mode here
+        """Lightning hook, once before the first training epoch: Lightning does not call .train()
+        there, so the frozen parts are put in eval mode here."""
         self.train(True)
 
     def on_train_epoch_start(self) -> None:
+        """Lightning hook, each training epoch: back to training mode after validation, frozen parts in eval mode."""
         self.train(True)
 
     def needs(self) -> tuple[bool, bool, bool]:
@@ -94,6 +103,7 @@ class HandReconModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ forward helpers
     def forward(self, image: torch.Tensor, K: torch.Tensor, **kw) -> HandReconOutput:
+        """The network: (B, 3, H, W) images in [0, 1] and (B, 3, 3) intrinsics -> HandReconOutput."""
         return self.net(image, K, **kw)
 
     def run_net(self, batch: dict, **kw) -> HandReconOutput:
@@ -128,6 +138,9 @@ class HandReconModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict, batch_idx: int):
+        """Lightning hook: the stage's weighted loss of one batch (None skips the batch when a term is
+        non-finite and nonfinite=skip); logs every term as train/<term> and, every
+        log_images_every_n_steps, an overlay of the prediction."""
         need_render, need_app, need_kp = self.needs()
         image, K = batch["image"], batch["K"]
         out = self.run_net(batch, with_appearance=need_app, with_kp_branch=need_kp)
@@ -183,6 +196,8 @@ class HandReconModule(pl.LightningModule):
         return out
 
     def validation_step(self, batch: dict, batch_idx: int):
+        """Lightning hook: accumulates the metrics and the mean-pose baseline of one validation batch;
+        the first batch's overlay is logged."""
         log_now = batch_idx == 0 and self.log_images_every_n_steps > 0 and self.logger is not None
         out = self._eval_step(batch, self.val_metrics, "val", with_appearance=log_now)
         if log_now:
@@ -190,6 +205,8 @@ class HandReconModule(pl.LightningModule):
             self._log_overlay(batch, out, rend, "val")
 
     def on_validation_epoch_end(self) -> None:
+        """Lightning hook: logs val/<metric> (mm), val/baseline_pa_mpjpe_mm and val/kp_branch_err_px
+        (px) over the epoch, synchronised across processes, then resets the accumulators."""
         self._log_metrics(self.val_metrics, "val")
         if self.val_baseline.update_count:
             base = self.val_baseline.compute()
@@ -200,9 +217,11 @@ class HandReconModule(pl.LightningModule):
         self._kp_err_sum, self._kp_err_n = 0.0, 0
 
     def test_step(self, batch: dict, batch_idx: int):
+        """Lightning hook: accumulates the test metrics of one batch."""
         self._eval_step(batch, self.test_metrics, "test")
 
     def on_test_epoch_end(self) -> None:
+        """Lightning hook: logs test/<metric> (mm) over the test set."""
         self._log_metrics(self.test_metrics, "test")
 
     def _log_metrics(self, metrics, prefix: str) -> None:
@@ -214,8 +233,11 @@ class HandReconModule(pl.LightningModule):
         metrics.reset()
 
     # ------------------------------------------------------------------ images
+    @rank_zero_only
     def _log_overlay(self, batch: dict, out: HandReconOutput, rend, prefix: str, n: int = 4) -> None:
-        if self.logger is None or self.global_rank != 0:
+        """An overlay of the first n images of the batch (rendering, detections, projected joints),
+        drawn and logged by global rank 0 only."""
+        if self.logger is None:
             return
         tiles = []
         for i in range(min(n, batch["image"].shape[0])):
@@ -231,12 +253,22 @@ class HandReconModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ optimiser
     def configure_optimizers(self):
+        """The stage's optimiser over the trainable parameters and its learning-rate schedule,
+        stepped once per epoch: ``stage.optimizer`` and ``stage.lr_scheduler`` are ``_partial_``
+        config nodes (conf/stage/*.yaml; the method's Adam + MultiStepLR); lr_scheduler null: none."""
+        import hydra
+
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:
             raise ValueError(f"stage {self.stage['name']}: nothing to train (stage.train_parts={self.stage['train_parts']})")
-        opt = torch.optim.Adam(params, lr=float(self.stage["lr"]), weight_decay=float(self.stage.get("weight_decay", 0.0)))
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(self.stage["lr_milestones"]),
-                                                     gamma=float(self.stage.get("lr_gamma", 0.5)))
+        for key in ("optimizer", "lr_scheduler"):
+            if key not in self.stage:
+                raise ValueError(f"stage {self.stage['name']} has no {key} node (conf/stage/*.yaml: a _partial_ "
+                                 f"{key} with _target_; lr_scheduler may be null)")
+        opt = hydra.utils.instantiate(self.stage["optimizer"])(params)
+        if self.stage["lr_scheduler"] is None:
+            return opt
+        sched = hydra.utils.instantiate(self.stage["lr_scheduler"])(opt)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
     # ------------------------------------------------------------------ init from other stages
