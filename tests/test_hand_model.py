@@ -7,7 +7,7 @@ import pytest
 import torch
 import trimesh
 
-from fixtures_mano import make_model, mirror_as_official_left, write_model
+from fixtures_mano import make_model, mirror_as_official_left, write_model, write_official_model
 from handrecon.joints import FINGERTIPS, MANO_JOINT_TO_CANONICAL
 from handrecon.models import hand_model as hm
 from handrecon.models.hand_model import MANO_TIP_VERTEX_IDS, HandModel, mirror_model
@@ -87,8 +87,8 @@ def test_left_openhand_is_the_mirror_image_of_the_right(openhand):
 
 def test_official_left_file_gets_its_shapedirs_fixed(tmp_path):
     right = make_model(120, seed=3)
-    write_model(right, tmp_path / "MANO_RIGHT.pkl", chumpy_keys=("shapedirs",))
-    write_model(mirror_as_official_left(right), tmp_path / "MANO_LEFT.pkl", chumpy_keys=("shapedirs",))
+    write_official_model(right, tmp_path / "MANO_RIGHT.pkl")  # the official files' structure (chumpy Select)
+    write_official_model(mirror_as_official_left(right), tmp_path / "MANO_LEFT.pkl")
     mr = HandModel(tmp_path, side="right", use_pca=False, tip_vertex_ids=TIPS)
     ml = HandModel(tmp_path, side="left", use_pca=False, tip_vertex_ids=TIPS)
     p, b = _rand(2, 45, seed=11, scale=0.3), _rand(2, 10, seed=12)

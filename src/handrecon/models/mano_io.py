@@ -1,11 +1,15 @@
 """Loading MANO-layout model pickles without chumpy and without arbitrary code execution.
 
-The official MANO files (``MANO_RIGHT.pkl``, ``MANO_LEFT.pkl``) are Python 2 pickles in which some
-arrays (``shapedirs``) are chumpy ``Ch`` objects. :func:`load_mano_pickle` reads them with a
-restricted unpickler: only numpy arrays / dtypes, scipy sparse matrices and a few builtins may be
-constructed; every ``chumpy.*`` class maps to a stand-in whose pickled state (its ``x`` array)
-becomes a plain numpy array. chumpy itself is never imported. Anything else in the file is refused
-with a clear error (a pickle can otherwise run arbitrary code).
+The official MANO files (``MANO_RIGHT.pkl``, ``MANO_LEFT.pkl``, v1.2) are Python 2 protocol-2 pickles
+(byte strings, read with ``encoding='latin1'``): plain numpy arrays, ``J_regressor`` a
+``scipy.sparse.csc.csc_matrix``, and ``shapedirs`` a chumpy expression: a ``chumpy.reordering.Select``
+whose pickled state holds ``a`` (a ``chumpy.ch.Ch`` whose ``x`` is the 778 x 3 x 20 shape basis),
+``idxs`` (23,340 flat indices) and ``preferred_shape`` (778, 3, 10), i.e. ``a.x[:, :, :10]``.
+:func:`load_mano_pickle` reads them with a restricted unpickler: only numpy arrays / dtypes, scipy
+sparse matrices and a few builtins may be constructed; every ``chumpy.*`` class maps to a stand-in
+that keeps its pickled state, and the chumpy classes of the official files (:data:`CHUMPY_EVALUATORS`)
+are then evaluated to plain numpy arrays. chumpy itself is never imported. Anything else in the file
+is refused with a clear error (a pickle can otherwise run arbitrary code).
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ def mano_missing_message(path: str | os.PathLike) -> str:
 
 
 class ChumpyStandIn:
-    """Takes the place of any chumpy object while unpickling; keeps the pickled state."""
+    """Takes the place of a chumpy object while unpickling; keeps the pickled state (chumpy pickles
+    its ``__dict__`` less two weak-reference caches)."""
 
     chumpy_class = "chumpy.?"
 
@@ -51,14 +56,57 @@ class ChumpyStandIn:
         self.__dict__["_state"] = state if isinstance(state, dict) else {"_raw": state}
 
     def value(self, key: str) -> np.ndarray:
-        state = self.__dict__.get("_state", {})
-        if "x" in state:
-            x = state["x"]
-            return x.value(key) if isinstance(x, ChumpyStandIn) else np.asarray(x)
-        raise pickle.UnpicklingError(
-            f"MANO pickle entry {key!r} is a chumpy expression ({self.chumpy_class}) without a stored "
-            "value; only plain chumpy arrays (chumpy.ch.Ch with an 'x' array) can be read without chumpy"
-        )
+        """The array this chumpy object stands for (see :data:`CHUMPY_EVALUATORS`)."""
+        evaluate = CHUMPY_EVALUATORS.get(self.chumpy_class)
+        if evaluate is None:
+            raise pickle.UnpicklingError(
+                f"MANO pickle entry {key!r} is a chumpy expression of class {self.chumpy_class}, which handrecon "
+                f"does not evaluate; the official MANO files hold only {sorted(CHUMPY_EVALUATORS)}"
+            )
+        return evaluate(self.__dict__.get("_state", {}), key)
+
+
+def _chumpy_value(obj, key: str) -> np.ndarray:
+    return obj.value(key) if isinstance(obj, ChumpyStandIn) else np.asarray(obj)
+
+
+def _state_item(state: dict, name: str, key: str, cls: str):
+    if name not in state:
+        raise pickle.UnpicklingError(f"MANO pickle entry {key!r} ({cls}) has no {name!r} in its pickled state "
+                                     f"(found {sorted(state)})")
+    return state[name]
+
+
+def _eval_ch(state: dict, key: str) -> np.ndarray:
+    """chumpy.ch.Ch: a plain array, its value is ``x``."""
+    return _chumpy_value(_state_item(state, "x", key, "chumpy.ch.Ch"), key)
+
+
+def _eval_select(state: dict, key: str) -> np.ndarray:
+    """chumpy.reordering.Select (what indexing a chumpy array records): ``a.ravel()[idxs]``, reshaped
+    to ``preferred_shape`` when the state has one (chumpy's Select.compute_r)."""
+    cls = "chumpy.reordering.Select"
+    a = _chumpy_value(_state_item(state, "a", key, cls), key)
+    idxs = np.asarray(_state_item(state, "idxs", key, cls)).ravel()
+    if idxs.dtype.kind not in "iu":
+        raise pickle.UnpicklingError(f"MANO pickle entry {key!r} ({cls}): idxs must be integers, got {idxs.dtype}")
+    if idxs.size and (idxs.min() < 0 or idxs.max() >= a.size):
+        raise pickle.UnpicklingError(f"MANO pickle entry {key!r} ({cls}): idxs range {idxs.min()}..{idxs.max()} "
+                                     f"lies outside its array of {a.size} values (shape {a.shape})")
+    out = a.ravel()[idxs]
+    shape = state.get("preferred_shape")
+    if shape is not None:
+        shape = tuple(int(s) for s in shape)
+        if int(np.prod(shape)) != out.size:
+            raise pickle.UnpicklingError(f"MANO pickle entry {key!r} ({cls}): {out.size} selected values cannot take "
+                                         f"its preferred_shape {shape}")
+        out = out.reshape(shape)
+    return out
+
+
+#: every chumpy class that the official MANO files contain, and how its value is computed from its
+#: pickled state (read from MANO_RIGHT.pkl's opcodes: shapedirs is a Select over a Ch)
+CHUMPY_EVALUATORS = {"chumpy.ch.Ch": _eval_ch, "chumpy.reordering.Select": _eval_select}
 
 
 _STANDINS: dict[tuple[str, str], type] = {}
@@ -134,7 +182,8 @@ def _to_plain(key: str, value):
 
 def load_mano_pickle(path: str | os.PathLike) -> dict:
     """Read a MANO-layout pickle -> dict of numpy arrays (scipy sparse for ``J_regressor``), strings
-    and lists. chumpy arrays become numpy arrays. Python 2 pickles are read with encoding='latin1'.
+    and lists. chumpy objects become numpy arrays (their values). Python 2 pickles are read with
+    encoding='latin1'.
 
     Raises :class:`MANOFileNotFound` (a FileNotFoundError) with download instructions when ``path``
     does not exist, and ``pickle.UnpicklingError`` for content outside the whitelist.
@@ -146,11 +195,11 @@ def load_mano_pickle(path: str | os.PathLike) -> dict:
         raw = fh.read()
     try:
         data = RestrictedUnpickler(io.BytesIO(raw), encoding="latin1").load()
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a dict of model arrays (MANO layout), got {type(data).__name__}")
+        return {(k.decode("latin1") if isinstance(k, bytes) else k): _to_plain(str(k), v) for k, v in data.items()}
     except pickle.UnpicklingError as err:
         raise pickle.UnpicklingError(f"{path}: {err}") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a dict of model arrays (MANO layout), got {type(data).__name__}")
-    return {(k.decode("latin1") if isinstance(k, bytes) else k): _to_plain(str(k), v) for k, v in data.items()}
 
 
 def resolve_model_file(path: str | os.PathLike, side: str) -> Path:
