@@ -35,6 +35,39 @@ def test_s2hand_list_import(tmp_path):
     assert np.allclose(d.get("00000002")[0], xy[2], atol=1e-4) and np.allclose(d.conf, 0.5)
 
 
+def _s2hand_published_list(n: int = 4, seed: int = 0):
+    """S2HAND's published list exactly as its detector script (examples/openpose_detector/hand_detect.py,
+    pytorch-openpose's Hand) writes it: [xy, conf, names]; xy integer peak pixels (N, 21, 2), conf one
+    value per joint (N, 21, 1), a joint not found is [0, 0] with [0.0]; each name a one-element list
+    holding the file name (np.array([file]).tolist())."""
+    rng = np.random.default_rng(seed)
+    xy = rng.integers(0, 224, (n, 21, 2))
+    conf = rng.uniform(0.05, 0.9, (n, 21, 1))
+    xy[1, 3], conf[1, 3] = 0, 0.0  # a joint the detector did not find
+    names = [[f"{i:08d}.jpg"] for i in range(n)]
+    return xy, conf, [xy.tolist(), conf.tolist(), names]
+
+
+def test_s2hand_published_list_with_one_element_name_lists(tmp_path):
+    xy, conf, doc = _s2hand_published_list()
+    p = tmp_path / "freihand-train.json"
+    p.write_text(json.dumps(doc))
+    assert p.read_text().count('["00000002.jpg"]') == 1  # the layout under test
+    d = Detections.load(p, split="training", dataset="freihand")
+    assert d.names == ["00000000", "00000001", "00000002", "00000003"]
+    for i in range(4):  # every image is found under its FreiHAND id
+        assert f"{i:08d}" in d
+        got_xy, got_conf = d.get(f"{i:08d}")
+        np.testing.assert_allclose(got_xy, xy[i], atol=1e-4)
+        np.testing.assert_allclose(got_conf, conf[i, :, 0], atol=1e-6)
+    assert d.get("00000001")[1][3] == 0.0
+    # a name list of another length is a clear error naming the entry
+    doc[2][1] = ["00000001.jpg", "extra"]
+    p.write_text(json.dumps(doc))
+    with pytest.raises(DetectionsError, match=r"S2HAND list name 1 is \['00000001.jpg', 'extra'\]"):
+        Detections.load(p)
+
+
 def test_image_ids_keep_ho3d_sequences():
     assert _image_id("train/ABF10/rgb/0000.png") == "ABF10/0000"
     assert _image_id("train/MC1/rgb/0000.png") == "MC1/0000"

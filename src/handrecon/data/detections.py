@@ -16,7 +16,8 @@ File layout (JSON, one file per split)::
 convention). Image names are dataset ids: FreiHAND's 8-digit index (``"00000123"``), HO3D's
 ``"<seq>/<frame>"``, a file stem for user folders.
 
-Also imported: the S2HAND list layout ``[xy (N x 21 x 2), conf (N x 21 x 1), names (N)]`` and
+Also imported: the S2HAND list layout ``[xy (N x 21 x 2), conf (N x 21 x 1), names (N)]`` (each name a
+one-element list ``["00000000.jpg"]``, as S2HAND's detector script writes it) and
 OpenPose's per-image JSON (``people[k]["hand_right_keypoints_2d"]``: 63 numbers x, y, c).
 """
 
@@ -179,7 +180,9 @@ class Detections:
 
     @classmethod
     def from_s2hand_list(cls, doc: list, path: Path | str = "<list>", split: str = "unknown", dataset: str = "unknown") -> Detections:
-        """S2HAND's published layout: [xy (N, 21, 2), conf (N, 21, 1), names (N)]."""
+        """S2HAND's published layout: [xy (N, 21, 2), conf (N, 21, 1), names (N)]. Its detector script
+        writes each name as a one-element list (``np.array([file]).tolist()``: ``["00000000.jpg"]``);
+        plain strings are read too."""
         xy, conf, names = doc
         xy, conf = np.asarray(xy, np.float32), np.asarray(conf, np.float32)
         if xy.ndim != 3 or xy.shape[1:] != (NUM_JOINTS, 2):
@@ -187,7 +190,7 @@ class Detections:
         conf = conf.reshape(len(conf), -1)
         if conf.shape != (len(xy), NUM_JOINTS) or len(names) != len(xy):
             raise DetectionsError(f"{path}: S2HAND list has {len(xy)} xy, conf {conf.shape}, {len(names)} names; expected N each")
-        names = [_image_id(str(n)) for n in names]
+        names = [_image_id(_s2hand_name(n, i, path)) for i, n in enumerate(names)]
         return cls(names, xy, conf, dataset, split, "s2hand-import")
 
     @classmethod
@@ -215,6 +218,17 @@ class Detections:
                 best = np.zeros((NUM_JOINTS, 3), np.float32)
             det.add(f.name[: -len("_keypoints.json")], best[:, :2], best[:, 2])
         return det
+
+
+def _s2hand_name(name, index: int, path) -> str:
+    """One entry of an S2HAND list's names: a file name, or a one-element list holding it (as S2HAND's
+    detector script writes them)."""
+    if isinstance(name, list) and len(name) == 1:
+        name = name[0]
+    if not isinstance(name, str):
+        raise DetectionsError(f"{path}: S2HAND list name {index} is {name!r}; expected an image file name "
+                              "(or a one-element list holding one, e.g. [\"00000000.jpg\"])")
+    return name
 
 
 def _image_id(name: str) -> str:
