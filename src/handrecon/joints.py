@@ -57,6 +57,30 @@ CANONICAL_TO_HO3D: np.ndarray = CANONICAL_TO_MANO
 MANO_JOINT_TO_CANONICAL: np.ndarray = CANONICAL_TO_MANO[:16]
 
 
+#: the 21 rows of a "MANO interleaved" joint regressor (NIMBLE's ``jreg_mano``, and MANO's 16 joints
+#: with each fingertip inserted after its finger, as the NIMBLE fork of the reference code builds
+#: them): wrist, then index, middle, little, ring, thumb, each base to tip.
+#: canonical[i] = interleaved[MANO_INTERLEAVED_TO_CANONICAL[i]]
+MANO_INTERLEAVED_TO_CANONICAL: np.ndarray = np.array(
+    [0, 17, 18, 19, 20, 1, 2, 3, 4, 5, 6, 7, 8, 13, 14, 15, 16, 9, 10, 11, 12], dtype=np.int64
+)
+
+#: NIMBLE's 25 bone-model joints (its kinematic tree): 0 the carpal (root); the thumb's metacarpal,
+#: proximal, distal and distal end (1-4); then per finger (index, middle, ring, little) metacarpal,
+#: proximal, intermediate, distal, distal end (5-9, 10-14, 15-19, 20-24).
+NIMBLE_JOINT_NAMES: tuple[str, ...] = ("carpal", "met1", "pro1", "dis1", "dis1_end") + tuple(
+    name for f in range(2, 6) for name in (f"met{f}", f"pro{f}", f"int{f}", f"dis{f}", f"dis{f}_end")
+)
+#: parent of each NIMBLE joint
+NIMBLE_PARENTS: tuple[int, ...] = (-1, 0, 1, 2, 3) + tuple(0 if k == 0 else 5 * f + k - 1 for f in range(1, 5) for k in range(5))
+#: the NIMBLE bone (0..19: carpal, thumb met/pro/dis, then met/pro/int/dis per finger) whose rotation
+#: acts at each of the 25 joints; -1: an end joint (no rotation)
+NIMBLE_JOINT_BONE: tuple[int, ...] = (0, 1, 2, 3, -1) + tuple(-1 if k == 4 else 4 * f + k for f in range(1, 5) for k in range(5))
+#: MANO's 16 joints (MANO order) as NIMBLE joints, and MANO's 15 finger joints as NIMBLE bones
+NIMBLE_JOINT_OF_MANO_JOINT: np.ndarray = np.array([0, 6, 7, 8, 11, 12, 13, 21, 22, 23, 16, 17, 18, 1, 2, 3], dtype=np.int64)
+NIMBLE_BONE_OF_MANO_JOINT: np.ndarray = np.array([5, 6, 7, 9, 10, 11, 17, 18, 19, 13, 14, 15, 1, 2, 3], dtype=np.int64)
+
+
 def reorder(x, index: np.ndarray, axis: int = -2):
     """Reorder joints along ``axis`` (default: the joint axis of a (..., 21, D) array/tensor)."""
     if isinstance(index, np.ndarray) and not isinstance(x, np.ndarray):
@@ -77,6 +101,10 @@ def _check() -> None:
             n = f"{n[:-1]}_{names[n[-1]]}"
         mapped.append(n)
     assert tuple(mapped) == JOINT_NAMES, mapped
+    inter = ["wrist"] + [f"{f}_{k}" for f in ("index", "middle", "little", "ring", "thumb") for k in ("mcp", "pip", "dip", "tip")]
+    assert tuple(inter[i] for i in MANO_INTERLEAVED_TO_CANONICAL) == JOINT_NAMES
+    assert len(NIMBLE_JOINT_NAMES) == len(NIMBLE_PARENTS) == len(NIMBLE_JOINT_BONE) == 25
+    assert sorted(b for b in NIMBLE_JOINT_BONE if b >= 0) == list(range(20))
 
 
 _check()

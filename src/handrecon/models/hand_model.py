@@ -42,6 +42,7 @@ class HandOutput:
     joints: torch.Tensor  # (B, 21, 3) canonical (FreiHAND) order: 16 MANO joints + 5 tip vertices
     local_pose: torch.Tensor  # (B, 15, 3) finger joint rotations (axis-angle, hands mean included), MANO order
     full_pose: torch.Tensor  # (B, 48) global orientation + local_pose
+    mano_verts: torch.Tensor | None = None  # (B, 778, 3) MANO topology, for a model of another topology (NIMBLE)
 
 
 def default_asset_path() -> Path:

@@ -1,0 +1,191 @@
+"""handrecon.models.nimble: the NIMBLE layer on fake asset files of the real structure."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from fixtures_nimble import write_nimble_assets
+
+from handrecon.geometry.rotation import axis_angle_to_matrix
+from handrecon.models.hand_model import HandModel
+from handrecon.models.nimble import ASSET_FILES, MM, NIMBLEFilesNotFound, NIMBLEModel, load_nimble_pickle
+
+
+@pytest.fixture(scope="module")
+def flat_dir(tmp_path_factory):  # zero pose means: zero pose coefficients = NIMBLE's rest pose
+    return write_nimble_assets(tmp_path_factory.mktemp("nimble_flat"), means=False)
+
+
+@pytest.fixture(scope="module")
+def mean_dir(tmp_path_factory):
+    return write_nimble_assets(tmp_path_factory.mktemp("nimble_mean"), means=True, seed=1)
+
+
+@pytest.fixture(scope="module")
+def flat(flat_dir):
+    return NIMBLEModel(flat_dir)
+
+
+def _raw(folder, name):
+    return np.load(folder / name, allow_pickle=True)  # how the reference reads them (our own test file)
+
+
+def _template_betas(m, B=1):
+    return (-m.shape_mean / m.shape_std).expand(B, -1)
+
+
+def test_rest_pose_equals_the_template(flat, flat_dir):
+    pm = _raw(flat_dir, "NIMBLE_DICT_9137.pkl")
+    skin = np.asarray(pm["vert"]).squeeze()[pm["skin_v_sep"]:]
+    out = flat(torch.zeros(2, 30), _template_betas(flat, 2))
+    np.testing.assert_allclose(out.verts[1].numpy(), skin * 1e-3, atol=1e-7)
+    # joints: jreg_mano on the skin, rows reordered; the fake skin is the open hand model, whose own
+    # joints (flat hand) the interleaved regressor must reproduce in canonical order
+    oh = HandModel(flat_hand_mean=True).mean_output(1)
+    np.testing.assert_allclose(out.joints[0].numpy(), oh.joints[0].numpy(), atol=1e-6)
+    assert out.full_pose.abs().max() == 0
+
+
+def test_unit_coefficients_move_by_basis_times_std(flat, flat_dir):
+    pm = _raw(flat_dir, "NIMBLE_DICT_9137.pkl")
+    N = np.asarray(pm["vert"]).squeeze().shape[0]
+    ssep = pm["skin_v_sep"]
+    b0 = _template_betas(flat)
+    base = flat(torch.zeros(1, 30), b0).verts[0].double()
+    for k in (0, 7, 19):
+        e = torch.zeros(1, 20)
+        e[0, k] = 1.0
+        moved = flat(torch.zeros(1, 30), b0 + e).verts[0].double()
+        want = pm["shape_basis"][k].reshape(N, 3)[ssep:] * pm["shape_pm_std"][k] * 1e-3
+        np.testing.assert_allclose((moved - base).numpy(), want, atol=2e-7)
+    # pose: a unit coefficient is its basis row times its std (axis-angles of bones 1..19)
+    for k in (0, 29):
+        e = torch.zeros(1, 30)
+        e[0, k] = 1.0
+        full = flat.full_pose(e)[0, 1:].reshape(-1).numpy()
+        np.testing.assert_allclose(full, pm["pose_basis"][k] * pm["pose_pm_std"][k], rtol=1e-5, atol=1e-6)
+    # texture: unit coefficient -> its basis column times its std (B, G, R stored; R, G, B returned)
+    tex = _raw(flat_dir, "NIMBLE_TEX_DICT.pkl")["diffuse"]
+    T = flat.texture_size
+    a = torch.zeros(1, 10)
+    t0 = flat.texture(a)[0].numpy()
+    np.testing.assert_allclose(t0, tex["mean"].reshape(T, T, 3)[..., ::-1].clip(0, 1), atol=1e-6)
+    a[0, 3] = 1.0
+    d = flat.texture(a)[0].numpy() - t0
+    want = (tex["basis"][:, 3] * tex["std"][3]).reshape(T, T, 3)[..., ::-1]
+    np.testing.assert_allclose(d, want, atol=1e-6)  # the fake's maps stay inside [0, 1]
+
+
+def test_normalised_by_the_pca_std_and_mean(mean_dir):
+    m = NIMBLEModel(mean_dir)
+    pm = _raw(mean_dir, "NIMBLE_DICT_9137.pkl")
+    th = torch.randn(1, 30)
+    want = pm["pose_mean"] + ((th.numpy()[0] * pm["pose_pm_std"][:30] + pm["pose_pm_mean"][:30]) @ pm["pose_basis"][:30])
+    np.testing.assert_allclose(m.full_pose(th)[0, 1:].reshape(-1).numpy(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_mano_topology_output_is_the_barycentric_regression(flat, flat_dir):
+    vreg = _raw(flat_dir, "NIMBLE_MANO_VREG.pkl")
+    pm = _raw(flat_dir, "NIMBLE_DICT_9137.pkl")
+    torch.manual_seed(0)
+    out = flat(torch.randn(2, 30) * 0.5, torch.randn(2, 20))
+    skin = out.verts.double().numpy()
+    f = pm["skin_f"]
+    R = vreg["lmk_faces_idx"].shape[0]
+    want = np.zeros((2, 778, 3))
+    for r in range(R):
+        for m in range(0, 778, 37):
+            tri = skin[:, f[vreg["lmk_faces_idx"][r, m]]]  # (2, 3, 3)
+            want[:, m] += np.einsum("bkc,k->bc", tri, vreg["lmk_bary_coords"][r, m]) / R
+    np.testing.assert_allclose(out.mano_verts.double().numpy()[:, ::37], want[:, ::37], atol=1e-7)
+
+
+def test_skinning_rotates_a_finger_about_its_joint(flat):
+    m = flat
+    m_posedirs = m.posedirs.clone()
+    m.posedirs.zero_()  # the hand-worked check is on the linear blend skinning alone
+    try:
+        v, j = m._shaped(_template_betas(m))
+        pose = torch.zeros(1, 20, 3)
+        pose[0, 5] = torch.tensor([0.0, 0.0, math.pi / 2])  # bone 5 (index proximal) rotates at joint 6
+        R = axis_angle_to_matrix(pose[0, 5])
+        posed, pj = m.skin(v, j, pose)
+        J6 = j[0, 6]
+        for child in (7, 8, 9):
+            torch.testing.assert_close(pj[0, child], J6 + R @ (j[0, child] - J6), atol=1e-4, rtol=0)
+        for other in (0, 1, 5, 6, 11, 16, 21):
+            torch.testing.assert_close(pj[0, other], j[0, other])
+        w = m.weights
+        moved_rigidly = (w[:, 7:10].sum(1) > 1 - 1e-6).nonzero().squeeze(1)  # skin driven by joints 7-9 only
+        still = (w[:, 10:].sum(1) > 1 - 1e-6).nonzero().squeeze(1)  # by the middle, ring and little fingers
+        assert len(moved_rigidly) > 5 and len(still) > 5
+        torch.testing.assert_close(posed[0, moved_rigidly], J6 + (v[0, moved_rigidly] - J6) @ R.T, atol=1e-3, rtol=0)
+        torch.testing.assert_close(posed[0, still], v[0, still])
+    finally:
+        m.posedirs.copy_(m_posedirs)
+
+
+def test_batched_gradients_and_global_orient(flat):
+    torch.manual_seed(1)
+    pose = (torch.randn(3, 30) * 0.5).requires_grad_()
+    betas = torch.randn(3, 20).requires_grad_()
+    out = flat(pose, betas)
+    (out.joints.sum() + out.mano_verts.sum()).backward()
+    assert pose.grad.abs().sum() > 0 and betas.grad.abs().sum() > 0
+    one = flat(pose[1:2].detach(), betas[1:2].detach())
+    torch.testing.assert_close(one.verts[0], out.verts[1].detach(), atol=1e-6, rtol=0)
+    rot = torch.tensor([[0.0, 0.0, 0.7]])
+    r = flat(pose[:1].detach(), betas[:1].detach(), global_orient=rot)
+    root = flat._shaped(betas[:1].detach())[1][0, 0] * MM  # global rotation is about the root joint
+    Rm = axis_angle_to_matrix(rot[0])
+    unrotated = flat(pose[:1].detach(), betas[:1].detach()).verts[0]
+    torch.testing.assert_close(r.verts[0], root + (unrotated - root) @ Rm.T, atol=1e-6, rtol=0)
+
+
+def test_missing_files_are_named(tmp_path, flat_dir):
+    with pytest.raises(NIMBLEFilesNotFound, match="(?s)NIMBLE_DICT_9137.pkl.*on request"):
+        NIMBLEModel(tmp_path)
+    for f in ASSET_FILES[2:]:
+        os.link(flat_dir / f, tmp_path / f)
+    with pytest.raises(NIMBLEFilesNotFound) as e:
+        NIMBLEModel(tmp_path)
+    assert "NIMBLE_DICT_9137.pkl, NIMBLE_TEX_DICT.pkl" in str(e.value) and "faces_uvs.pt" not in str(e.value).split("\n")[0]
+    with pytest.raises(NIMBLEFilesNotFound, match="hand_model.path not set"):
+        NIMBLEModel(None)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_the_pickles_cannot_run_code(tmp_path, flat_dir):
+    p = tmp_path / "NIMBLE_DICT_9137.pkl"
+    p.write_bytes(pickle.dumps({"vert": _Evil()}))
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load (posix|os|nt).system"):
+        load_nimble_pickle(p)
+    d = load_nimble_pickle(flat_dir / "NIMBLE_TEX_DICT.pkl")
+    assert set(d) == {"diffuse", "normal", "spec"} and d["spec"]["basis"].dtype == np.float32
+
+
+def test_bad_inputs_are_clear_errors(flat, mean_dir, tmp_path):
+    with pytest.raises(ValueError, match="hand_pose must be"):
+        flat(torch.zeros(2, 12), torch.zeros(2, 20))
+    with pytest.raises(ValueError, match="NIMBLE is a right hand"):
+        NIMBLEModel(mean_dir, side="left")
+    with pytest.raises(ValueError, match="has 24 shape components"):
+        NIMBLEModel(mean_dir, shape_ncomp=25)
+    with pytest.raises(ValueError, match="needs hand_model.mano_path"):
+        NIMBLEModel(mean_dir, joint_regressor="mano")
+    d = write_nimble_assets(tmp_path / "bad", seed=2)
+    pm = np.load(d / "NIMBLE_DICT_9137.pkl", allow_pickle=True)
+    pm["all_pbs"] = pm["all_pbs"][:, :, :100]
+    with open(d / "NIMBLE_DICT_9137.pkl", "wb") as fo:
+        pickle.dump(pm, fo)
+    with pytest.raises(ValueError, match="'all_pbs' has shape .* expected"):
+        NIMBLEModel(d)
