@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 # pytest: all cores, but the suite is sized for 2
 PYTEST_ARGS ?= -q
 
-.PHONY: install test demo bench bench-quick lint clean
+.PHONY: install test demo bench bench-quick bench-gpu lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ bench: $(PY)
 
 bench-quick: $(PY)
 	$(PY) bench/run_all.py --quick
+
+# the same benchmarks on a CUDA GPU in 16-mixed (the training step at batch 32/64, every stage's
+# training time on FreiHAND/HO3D, inference, renderer memory); writes bench/results/gpu.json
+bench-gpu: $(PY)
+	$(PY) bench/bench_gpu.py
 
 lint: $(PY)
 	$(VENV)/bin/ruff check src tests bench

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 import torch
+from common import MIN_REPEAT, Spread, interleave, timeit
 
 from handrecon.render import Lighting, SoftRasterizer
 
@@ -64,24 +64,38 @@ def batch_of_hands(verts: torch.Tensor, batch: int, seed: int = 0) -> torch.Tens
     return verts @ rot.transpose(1, 2) + transl[:, None, :]
 
 
-def timeit(fn, reps: int, warmup: int = 1) -> float:
-    """Best-of-``reps`` wall time of ``fn`` (robust to other processes sharing the CPU)."""
-    return interleaved([fn], reps, warmup)[0]
+def memory_rows(renderer, verts0, faces, size: int = 224, batches=(1, 4, 16, 32), device="cpu") -> list[dict]:
+    """Memory the soft rasteriser keeps for backward at ``size`` px as the batch grows: the bytes of
+    every tensor saved by autograd (what a training step holds between forward and backward), the
+    largest one, and what one dense B x F x H x W float buffer would take; on CUDA also the peak
+    allocation of the forward + backward."""
+    rows = []
+    for B in batches:
+        verts = batch_of_hands(verts0, B).to(device).requires_grad_()
+        colors = torch.full_like(verts, 0.7).requires_grad_()
+        K = intrinsics(size, B).to(device)
+        sizes: dict[int, int] = {}
 
+        def pack(t, sizes=sizes):
+            sizes[id(t.untyped_storage())] = t.untyped_storage().nbytes()
+            return t
 
-def interleaved(fns, reps: int, warmup: int = 1) -> list[float]:
-    """Best-of-``reps`` wall time of each of ``fns``, timed round-robin so that load from other
-    processes affects all of them alike."""
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    best = [float("inf")] * len(fns)
-    for _ in range(reps):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - t0)
-    return best
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = renderer(verts, faces, colors, K, size)
+        (out.rgb.mean() + out.silhouette.mean()).backward()
+        row = {"size": size, "batch": B, "faces": int(faces.shape[0]),
+               "saved for backward MB": sum(sizes.values()) / 2**20, "largest saved MB": max(sizes.values()) / 2**20,
+               "dense B*F*H*W float32 MB": 4.0 * B * faces.shape[0] * size * size / 2**20}
+        row["saved / dense"] = row["saved for backward MB"] / row["dense B*F*H*W float32 MB"]
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+            row["peak GPU MB (fwd+bwd)"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+        rows.append(row)
+    return rows
 
 
 def render_step(renderer, verts, faces, colors, K, size, light_vec):
@@ -163,7 +177,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--mesh", choices=["auto", "hand", "ellipsoid"], default="auto")
     args = ap.parse_args(argv)
     sizes = args.sizes or ([64, 128] if args.quick else [64, 128, 224])
-    reps = args.reps or (3 if args.quick else 7)
+    reps = max(args.reps or (MIN_REPEAT if args.quick else 7), MIN_REPEAT)
     dev = torch.device(args.device)
     B = args.batch
 
@@ -193,22 +207,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for size in sizes:
         K = intrinsics(size, B).to(dev)
 
-        def timed(fn, cuda=dev.type == "cuda"):
-            def run():
-                fn()
-                if cuda:
-                    torch.cuda.synchronize()
-
-            return run
-
-        t_ours, t_res, t_eff = interleaved(
-            [
-                timed(render_step(renderer, verts, faces, colors, K, size, light_vec)),
-                timed(network_step(resnet, B, size)),
-                timed(network_step(effnet, B, size)),
-            ],
-            reps,
-        )
+        sp = interleave({
+            "ours": render_step(renderer, verts, faces, colors, K, size, light_vec),
+            "resnet18": network_step(resnet, B, size),
+            "effnet_b0": network_step(effnet, B, size),
+        }, reps, warmup=2, device=dev)  # fmt: skip
+        t_ours, t_res, t_eff = sp["ours"].median, sp["resnet18"].median, sp["effnet_b0"].median
         stats = dict(renderer.last_stats)
         row = {
             "size": size,
@@ -216,9 +220,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "mesh": mesh_name,
             "faces": int(faces.shape[0]),
             "pairs_per_image": stats.get("pairs", 0) // B,
-            "ours_fwd_bwd_ms": 1e3 * t_ours,
-            "resnet18_fwd_bwd_ms": 1e3 * t_res,
-            "effnet_b0_fwd_bwd_ms": 1e3 * t_eff,
+            "ours_fwd_bwd_ms": sp["ours"],
+            "resnet18_fwd_bwd_ms": sp["resnet18"],
+            "effnet_b0_fwd_bwd_ms": sp["effnet_b0"],
             "ratio_vs_resnet18": t_ours / t_res,
             "ratio_vs_effnet_b0": t_ours / t_eff,
             "ours_ms_per_image": 1e3 * t_ours / B,
@@ -233,7 +237,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     verts[i].cpu().double().numpy(), faces.cpu().numpy(), colors[i].cpu().double().numpy(),
                     K[i].cpu().numpy(), size,
                 )  # fmt: skip
-                t_d.append(timeit(step, max(1, reps // 2)))
+                t_d.append(timeit(step, MIN_REPEAT).median)
                 a = sil[i] > 0.5
                 for sig, out in ((0.0, ious), (1.0, ious_aa)):
                     b = coverage(sig) > 0.5
@@ -245,7 +249,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     print(
         f"\nRenderer forward+backward, B={B}, device={dev}, torch threads={torch.get_num_threads()}, "
-        f"best of {reps} interleaved runs, mesh: {mesh_name}\n"
+        f"median [min, max] of {reps} interleaved runs after 2 warm-up runs, mesh: {mesh_name}\n"
     )
     cols = [
         ("size", "px"),
@@ -269,12 +273,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for k, _ in cols:
             v = r.get(k, "")
             cells.append(
-                f"{v:.3f}"
+                v.ms() if isinstance(v, Spread) else f"{v:.3f}"
                 if isinstance(v, float) and v < 10
                 else (f"{v:.1f}" if isinstance(v, float) else str(v))
             )
         print("| " + " | ".join(cells) + " |")
-    return rows
+    from common import table
+
+    mem = memory_rows(renderer, verts0.to(dev), faces, 224, (1, 4) if args.quick else (1, 4, 16, 32), dev)
+    print("\n" + table(mem, f"soft rasteriser memory at 224 px as the batch grows ({dev}; saved / dense << 1: no "
+                             "buffer grows with image area x faces)"))
+    return rows + mem
 
 
 if __name__ == "__main__":

@@ -30,9 +30,8 @@ def main() -> None:
     quick = "--quick" in sys.argv
     q = ["--quick"] if quick else []
     bench_render.main(q)
-    train_rows = bench_train.main(q)
-    step_ms = train_rows[-1]["ms"]
-    bench_data.main(q + (["--size", "64", "--batch", "8"] if quick else []), step_ms=step_ms)
+    train = bench_train.main(q)
+    bench_data.main(q, step_images_per_s=train[-1]["images_per_s"])
     bench_infer.main(q)
     print(quickstart_metrics())
 
