@@ -356,13 +356,17 @@ def test_ensure_synthetic_caches_and_regenerates(generated, tmp_path):
     stamp = (root / synth.META_FILE).stat().st_mtime_ns
     got = synth.ensure_synthetic(cache_dir=tmp_path / "cache", workers=1, progress=False, **TINY)
     assert got == root and (root / synth.META_FILE).stat().st_mtime_ns == stamp  # reused, not regenerated
-    # a record with other parameters is stale: the folder is regenerated in place
+    # a set made with other parameters is never replaced: the error names the differing parameter
     info = json.loads((root / synth.META_FILE).read_text())
     info["params"]["seed"] = 999
     (root / synth.META_FILE).write_text(json.dumps(info))
-    synth.ensure_synthetic(root, workers=1, progress=False, **TINY)
+    with pytest.raises(FileExistsError, match=r"other parameters \(seed: 999"):
+        synth.ensure_synthetic(root, workers=1, progress=False, **TINY)
+    data = {k: v for k, v in _files(root).items() if k != synth.META_FILE}
+    assert not synth.is_complete(root, cfg) and data == {k: v for k, v in _files(src).items() if k != synth.META_FILE}
+    info["params"]["seed"] = cfg.seed
+    (root / synth.META_FILE).write_text(json.dumps(info))
     assert synth.is_complete(root, cfg)
-    assert _files(root) == _files(src)
     # data made from another hand model asset (other hash) is stale too
     info = json.loads((root / synth.META_FILE).read_text())
     info["hash"] = "0" * 12

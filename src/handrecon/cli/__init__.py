@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 
 def conf_dir() -> Path:
@@ -28,3 +31,23 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), output_dir: str 
     out.mkdir(parents=True, exist_ok=True)
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         return compose("config", overrides=[f"paths.output_dir={out}", *overrides])
+
+
+def unique_dir(path: str | os.PathLike) -> str:
+    """``path``, or ``path_1``, ``path_2``, ...: the first that did not exist, created here with an
+    atomic ``mkdir`` so that two runs started in the same second (same run_name) never share an
+    output folder. The config resolver ``${hr_unique_dir:...}`` (hydra.run.dir / sweep.dir)."""
+    base = Path(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for i in range(10000):
+        cand = base if i == 0 else base.with_name(f"{base.name}_{i}")
+        try:
+            cand.mkdir()
+        except FileExistsError:
+            continue
+        return str(cand)
+    raise FileExistsError(f"no free output folder name next to {base} (10000 taken)")
+
+
+# cached per config: every read of hydra.run.dir in one process gets the one folder
+OmegaConf.register_new_resolver("hr_unique_dir", unique_dir, use_cache=True, replace=True)

@@ -35,7 +35,10 @@ def parse(argv: list[str]) -> tuple[list[str], Path, list[str]]:
     bad = [s for s in stages if s not in KNOWN_STAGES]
     if bad or not stages:
         raise SystemExit(f"chain: unknown stage(s) {bad}; expected a comma list of {KNOWN_STAGES}")
-    out = out or Path("outputs") / "chain" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    if out is None:  # a new folder (two chains started in the same second get distinct ones)
+        from handrecon.cli import unique_dir
+
+        out = Path(unique_dir(Path("outputs") / "chain" / time.strftime("%Y-%m-%d_%H-%M-%S")))
     return stages, out, rest
 
 

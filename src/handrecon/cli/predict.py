@@ -36,12 +36,27 @@ FOCAL_RATIO = camera.FOCAL_RATIO
 
 @dataclass
 class Crop:
-    name: str
+    name: str  # the image's stem (detections and boxes are looked up by it)
     path: Path
     image: np.ndarray  # (H, W, 3) uint8 full image
     A: np.ndarray  # (3, 3) full image px -> crop px
     K: np.ndarray  # (3, 3) intrinsics of the crop
     flipped: bool
+    out_name: str = ""  # the stem of this image's output files (unique among the inputs)
+
+
+def output_names(files: list[Path]) -> dict[Path, str]:
+    """Output file stem per input: the image's stem, or ``<stem>_<suffix>`` where several inputs
+    share a stem (``hand.jpg`` and ``hand.png`` -> ``hand_jpg``, ``hand_png``): no result overwrites another."""
+    from collections import Counter
+
+    stems = Counter(p.stem.lower() for p in files)
+    names = {p: p.stem if stems[p.stem.lower()] == 1 else f"{p.stem}_{p.suffix.lstrip('.')}" for p in files}
+    taken = Counter(n.lower() for n in names.values())
+    for p, n in names.items():  # e.g. 'a_jpg.png' beside 'a.jpg' + 'a.png': number what still clashes
+        if taken[n.lower()] > 1:
+            names[p] = f"{n}_{sorted(files).index(p)}"
+    return names
 
 
 def list_inputs(spec: str) -> list[Path]:
@@ -145,6 +160,7 @@ def predict(cfg: DictConfig) -> dict:
     batch_size = int(cfg.predict_batch_size)
     focal_ratio = float(cfg.focal_ratio)
     report: dict = {"written": [], "skipped": [], "keypoints": {}}
+    out_names = output_names(files)
     dets = load_predict_detections(cfg, spec, files) if net.keypoints_in == "detections" else None
     faces = net.hand_model.faces.cpu().numpy()
     overlay_renderer = hydra.utils.instantiate(cfg.overlay_renderer)  # pictures only: no gradients needed
@@ -163,7 +179,9 @@ def predict(cfg: DictConfig) -> dict:
                 log.warning("skipped %s: %s", p, e)
                 continue
             box = boxes.get(p.stem) if boxes is not None else None
-            crops.append(make_crop(p.stem, p, img, box, size, hand == "left", focal_ratio))
+            crop = make_crop(p.stem, p, img, box, size, hand == "left", focal_ratio)
+            crop.out_name = out_names[p]
+            crops.append(crop)
         return crops
 
     def warp(c: Crop) -> np.ndarray:
@@ -207,7 +225,7 @@ def predict(cfg: DictConfig) -> dict:
             if c.flipped:
                 ov = ov[:, ::-1]
             side_by_side = np.concatenate([cv2.resize(c.image, (size * c.image.shape[1] // c.image.shape[0], size)), ov], 1)
-            base = out / c.name
+            base = out / c.out_name
             cv2.imwrite(str(base) + "_overlay.png", np.ascontiguousarray(side_by_side[..., ::-1]))
             save_obj(str(base) + ".obj", verts, f, tex)
             save_ply(str(base) + ".ply", verts, f, tex)

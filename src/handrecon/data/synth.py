@@ -614,7 +614,8 @@ def _run_tasks(tasks: list, workers: int, progress: bool, desc: str) -> Iterable
 def generate(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), workers: int = 1, progress: bool = True) -> Path:
     """Generate the dataset into ``out`` atomically (a temp folder renamed at the end).
 
-    An existing ``out`` is replaced only once the new data is complete. Returns ``out``.
+    ``out`` must be absent or an empty folder (callers check it with :func:`check_target` under
+    :func:`generation_lock`); it is never replaced. Returns ``out``.
     """
     out = Path(out).expanduser().resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -675,25 +676,19 @@ def generate(out: str | os.PathLike, cfg: SynthConfig = SynthConfig(), workers: 
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished ``tmp`` to ``out``; an existing ``out`` is removed only after the swap.
-
-    If another process finished the same dataset first (same parameter hash), its copy is kept.
-    """
+    """Move the finished ``tmp`` to ``out`` (absent or an empty folder). Nothing in ``out`` is ever
+    deleted: if another process finished the same dataset first (same parameter hash), its copy is
+    kept and ``tmp`` dropped; any other content of ``out`` is an error."""
     try:
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        os.replace(tmp, out)  # POSIX rename: replaces only an absent path or an empty folder
     except OSError:
         mine, theirs = read_info(tmp), read_info(out)
+        shutil.rmtree(tmp, ignore_errors=True)
         if mine is not None and theirs is not None and mine.get("hash") == theirs.get("hash") \
                 and mine.get("version") == theirs.get("version"):
-            shutil.rmtree(tmp, ignore_errors=True)  # a concurrent run wrote the same data
-            return
-        raise
+            return  # a concurrent run wrote the same data
+        raise FileExistsError(f"synthetic: {out} was filled by something else while generating; nothing was "
+                              "replaced (generate elsewhere)") from None
 
 
 def read_info(root: str | os.PathLike) -> dict | None:
@@ -737,16 +732,75 @@ def ensure_synthetic(root: str | os.PathLike | None = None, n_train: int = 2000,
     root = Path(root).expanduser() if root else default_root(cfg, cache_dir)
     if is_complete(root, cfg):
         return root
-    if root.exists() and read_info(root) is None and any(root.iterdir()):
-        raise FileExistsError(
-            f"synthetic: {root} exists, is not empty and holds no {META_FILE}; refusing to overwrite it "
-            "(point data.synthetic root/cache_dir elsewhere or remove it)"
-        )
     if workers is None:
         workers = max(1, min(4, os.cpu_count() or 1))
-    log.info("synthetic: generating %d + %d images (seed %d, %d px) into %s", cfg.n_train, cfg.n_eval, cfg.seed,
-             cfg.image_size, root)
-    return generate(root, cfg, workers=workers, progress=progress)
+    with generation_lock(root):  # two runs sharing a root: one generates, the other waits and re-checks
+        if check_target(root, cfg):
+            return root
+        log.info("synthetic: generating %d + %d images (seed %d, %d px) into %s", cfg.n_train, cfg.n_eval, cfg.seed,
+                 cfg.image_size, root)
+        return generate(root, cfg, workers=workers, progress=progress)
+
+
+def _flat(d, prefix: str = "") -> dict:
+    out = {}
+    for k, v in (d or {}).items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def differing_params(info: dict, cfg: SynthConfig) -> list[str]:
+    """``key: theirs -> wanted`` for every generation parameter in which a set's record differs
+    from ``cfg`` (plus the generator version and hand model asset)."""
+    theirs, mine = _flat(info.get("params")), _flat(cfg.to_dict())
+    diff = [f"{k}: {theirs.get(k)!r} (there) vs {mine.get(k)!r} (wanted)" for k in sorted(set(theirs) | set(mine))
+            if theirs.get(k) != mine.get(k)]
+    if info.get("version") != SYNTH_VERSION:
+        diff.append(f"generator version: {info.get('version')!r} (there) vs {SYNTH_VERSION} (wanted)")
+    if not diff and info.get("hash") != cfg.param_hash():
+        diff.append(f"hand model asset: {info.get('hand_model_sha1')!r} (there) vs {hand_model_fingerprint()!r} (wanted)")
+    return diff
+
+
+def check_target(root: str | os.PathLike, cfg: SynthConfig) -> bool:
+    """May the synthetic set of ``cfg`` be generated into ``root``? True: it is already there (nothing
+    to do); False: ``root`` is absent or an empty folder (generate). Anything else is refused with
+    a ``FileExistsError`` that says what is there: nothing a user made, and no other synthetic set,
+    is ever deleted or replaced (``out=`` of the generator and ``data.root`` alike)."""
+    root = Path(root).expanduser()
+    if is_complete(root, cfg):
+        return True
+    if not root.exists():
+        return False
+    if not root.is_dir():
+        raise FileExistsError(f"synthetic: {root} exists and is not a folder; refusing to replace it")
+    if not any(root.iterdir()):
+        return False
+    info = read_info(root)
+    if info is None or info.get("format") != FORMAT:
+        raise FileExistsError(
+            f"synthetic: {root} is not empty and is not a handrecon synthetic set (no {META_FILE}); refusing to "
+            "write into it (nothing was changed). Choose an empty or new folder (out=... / data.root=...)."
+        )
+    diff = differing_params(info, cfg)
+    raise FileExistsError(
+        f"synthetic: {root} holds a handrecon synthetic set made with other parameters ({'; '.join(diff)}); refusing "
+        "to replace it (nothing was changed). Use its parameters, or another folder (data.root=... / out=...; "
+        "data.root=null keeps one cache folder per parameter set)."
+    )
+
+
+def generation_lock(root: str | os.PathLike, timeout: float = -1):
+    """An inter-process lock beside ``root`` (``.<name>.lock``) held while one process checks and
+    generates it; others wait (``timeout`` seconds; -1: for ever)."""
+    from filelock import FileLock
+
+    root = Path(root).expanduser().resolve()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(root.parent / f".{root.name}.lock"), timeout=timeout)
 
 
 # ---------------------------------------------------------------------------------------------- DataModule
@@ -905,7 +959,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("handrecon.data.synth: give out=DIR (generate) or preview=FILE.png")
     workers = int(cli.get("workers", max(1, min(4, os.cpu_count() or 1))))
     t0 = time.perf_counter()
-    out = generate(cli["out"], cfg, workers=workers, progress=bool(cli.get("progress", True)))
+    with generation_lock(cli["out"]):
+        try:
+            done = check_target(cli["out"], cfg)
+        except FileExistsError as e:
+            raise SystemExit(f"handrecon.data.synth: {e}") from None
+        if done:
+            print(f"{cli['out']} already holds this synthetic set (same parameters); nothing to do")
+            return 0
+        out = generate(cli["out"], cfg, workers=workers, progress=bool(cli.get("progress", True)))
     dt = time.perf_counter() - t0
     n = cfg.n_train + cfg.n_eval
     print(f"wrote {n} images to {out} in {dt:.1f} s ({n / dt:.1f} img/s, {workers} workers)")

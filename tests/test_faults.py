@@ -1,0 +1,155 @@
+"""Hostile but fair input and process faults (issue 12): each case ends in one clear error naming
+the file, index or key, in a counted skip, or with nothing lost. MANO file faults: test_faults_mano.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SYNTH, tiny_overrides
+from handrecon.cli import compose_config
+from handrecon.data import synth
+
+TINY_GEN = dict(n_train=48, n_eval=8, image_size=64)  # the parameters of conftest.SYNTH
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _cached_set(cache: Path) -> Path:
+    return synth.default_root(synth.SynthConfig(**TINY_GEN), cache)
+
+
+# ============================================================================ data or work lost
+
+
+def test_synth_cli_refuses_a_users_folder(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(SystemExit, match="not a handrecon synthetic set"):
+        synth.main([f"out={mine}", "n_train=2", "n_eval=1", "image_size=32", "progress=false"])
+    assert _tree(mine) == {"thesis.tex": b"years of work"}
+
+
+def test_synth_cli_refuses_another_synthetic_set_and_reuses_the_same(synth_cache, capsys):
+    root = _cached_set(synth_cache)
+    before = _tree(root)
+    with pytest.raises(SystemExit, match=r"other parameters \(.*seed: 0 \(there\) vs 1 \(wanted\)"):
+        synth.main([f"out={root}", *(f"{k}={v}" for k, v in TINY_GEN.items()), "seed=1", "progress=false"])
+    assert synth.main([f"out={root}", *(f"{k}={v}" for k, v in TINY_GEN.items()), "progress=false"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert _tree(root) == before
+
+
+def test_training_with_other_synthetic_parameters_never_wipes_data_root(synth_cache, tmp_path):
+    import hydra
+
+    root = tmp_path / "set"
+    import shutil
+
+    shutil.copytree(_cached_set(synth_cache), root)
+    (root / "my_notes.txt").write_text("mine")
+    before = _tree(root)
+    cfg = compose_config(["data=synthetic", *SYNTH, f"data.root={root}", "data.synthetic.n_train=40",
+                          "data.synthetic.noise.sigma_px=3"], tmp_path / "run")
+    dm = hydra.utils.instantiate(cfg.data)
+    with pytest.raises(FileExistsError) as e:
+        dm.prepare_data()
+    assert "n_train: 48 (there) vs 40 (wanted)" in str(e.value) and "noise.sigma_px: 2.0 (there) vs 3.0 (wanted)" in str(e.value)
+    assert _tree(root) == before
+
+
+_GEN = """
+import sys
+from handrecon.data import synth
+try:
+    synth.ensure_synthetic(sys.argv[1], n_train=6, n_eval=1, image_size=32, seed=int(sys.argv[2]), workers=1, progress=False)
+    print("GENERATED")
+except FileExistsError as e:
+    print("REFUSED", e)
+"""
+
+
+@pytest.mark.slow
+def test_two_runs_sharing_a_root_with_other_parameters_do_not_regenerate_under_each_other(tmp_path):
+    root = tmp_path / "shared"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-c", _GEN, str(root), str(seed)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for seed in (0, 1)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert sorted(o.split()[0] for o in outs) == ["GENERATED", "REFUSED"], outs
+    winner = 0 if outs[0].startswith("GENERATED") else 1
+    assert f"seed: {winner} (there) vs {1 - winner} (wanted)" in outs[1 - winner]
+    assert synth.is_complete(root, synth.SynthConfig(n_train=6, n_eval=1, image_size=32, seed=winner))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".shared.tmp")]  # no half-made copy left
+
+
+@pytest.mark.slow
+def test_two_runs_in_the_same_second_get_distinct_output_folders(tmp_path):
+    # both ask for the very same folder name (as two runs of one run_name started in one second do)
+    args = [sys.executable, "-m", "handrecon", "task=nonsense", "hydra.run.dir=${hr_unique_dir:outputs/x/same_second}"]
+    procs = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    for p in procs:
+        p.communicate(timeout=120)
+    dirs = sorted(p.name for p in (tmp_path / "outputs" / "x").iterdir())
+    assert dirs == ["same_second", "same_second_1"]
+    for d in dirs:
+        assert (tmp_path / "outputs" / "x" / d / ".hydra" / "config.yaml").is_file()
+
+
+def test_unique_dir_never_reuses_a_folder(tmp_path):
+    from handrecon.cli import unique_dir
+
+    got = [unique_dir(tmp_path / "run") for _ in range(3)]
+    assert [Path(g).name for g in got] == ["run", "run_1", "run_2"]
+
+
+def test_last_ckpt_every_n_steps_every_epoch_and_at_the_end(synth_cache, tmp_path, monkeypatch):
+    from handrecon.cli.train import train
+    from handrecon.stages.callbacks import LastCheckpoint
+
+    saved = []
+    real = LastCheckpoint._save_last_checkpoint
+
+    def spy(self, trainer, candidates):
+        saved.append(trainer.global_step)
+        return real(self, trainer, candidates)
+
+    monkeypatch.setattr(LastCheckpoint, "_save_last_checkpoint", spy)
+    # 48 images at batch 8: 6 steps an epoch
+    cfg = compose_config([*tiny_overrides(synth_cache, steps=7), "stage=ssl_shape", "callbacks.last.every_n_train_steps=4",
+                          "trainer.limit_val_batches=0"], tmp_path)
+    train(cfg)
+    assert saved == [4, 6, 7]  # step 4, the end of epoch 1, the end of training
+    ck = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ck["global_step"] == 7
+    assert not list((tmp_path / "checkpoints").glob("last-v*.ckpt"))
+
+
+def test_predict_on_same_stem_images_keeps_both(trained_ckpt_session, tmp_path):
+    import cv2
+
+    from handrecon.cli.train import run
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(src / "hand.jpg"), rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    cv2.imwrite(str(src / "hand.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    out = tmp_path / "pred"
+    report = run(compose_config(["task=predict", f"ckpt={trained_ckpt_session}", f"input={src}", f"out={out}"], out))
+    assert len(report["written"]) == 2
+    jp, pn = json.loads((out / "hand_jpg.json").read_text()), json.loads((out / "hand_png.json").read_text())
+    assert Path(jp["image"]).name == "hand.jpg" and Path(pn["image"]).name == "hand.png"
+    for stem in ("hand_jpg", "hand_png"):
+        for suffix in ("_overlay.png", ".obj", ".ply"):
+            assert (out / f"{stem}{suffix}").stat().st_size > 0
