@@ -85,9 +85,9 @@ def _file_side(path: Path) -> str | None:
 
 def _fix_official_left_shapedirs(data: dict, left_file: Path) -> dict:
     right_file = left_file.with_name(left_file.name.upper().replace("LEFT", "RIGHT"))
-    if not right_file.is_file():
+    if not right_file.is_file() or right_file.resolve() == left_file.resolve():
         right_file = left_file.with_name("MANO_RIGHT.pkl")
-    if not right_file.is_file():
+    if not right_file.is_file() or right_file.resolve() == left_file.resolve():
         return data
     right = load_mano_pickle(right_file)
     l_sd, r_sd = np.asarray(data["shapedirs"]), np.asarray(right["shapedirs"])
@@ -99,12 +99,94 @@ def _fix_official_left_shapedirs(data: dict, left_file: Path) -> dict:
     return data
 
 
+def check_model_arrays(data: dict, source: str | os.PathLike) -> None:
+    """Every array of a MANO-layout model must agree with the others in size (V vertices from
+    ``v_template``, J = 16 joints from ``kintree_table``) and hold finite numbers; otherwise one
+    ValueError naming the file and every array that does not fit, with the shape expected."""
+    import scipy.sparse
+
+    def shape(k):
+        v = data[k]
+        return tuple(v.shape) if scipy.sparse.issparse(v) else np.shape(v)
+
+    problems = []
+    vt = shape("v_template")
+    if len(vt) != 2 or vt[1] != 3 or vt[0] < 1:
+        raise ValueError(f"{source}: 'v_template' has shape {vt}; expected (V, 3) vertex positions")
+    V = vt[0]
+    J = len(MANO_PARENTS)
+    expected = {
+        "kintree_table": ((2, J), "2 x J"),
+        "J_regressor": ((J, V), "J x V"),
+        "weights": ((V, J), "V x J"),
+        "posedirs": ((V, 3, 9 * (J - 1)), "V x 3 x 9(J-1)"),
+        "hands_mean": ((3 * (J - 1),), "3(J-1)"),
+        "J": ((J, 3), "J x 3"),
+    }
+    for k, (want, what) in expected.items():
+        if k in data and shape(k) != want:
+            problems.append(f"'{k}' has shape {shape(k)}; expected {want} ({what})")
+    sd = shape("shapedirs")
+    if len(sd) != 3 or sd[:2] != (V, 3) or sd[2] < 1:
+        problems.append(f"'shapedirs' has shape {sd}; expected ({V}, 3, number of shape components)")
+    hc = shape("hands_components")
+    if len(hc) != 2 or hc[1] != 3 * (J - 1) or not 1 <= hc[0] <= 3 * (J - 1):
+        problems.append(f"'hands_components' has shape {hc}; expected (k <= 45, 45) pose PCA components")
+    if "hands_coeffs" in data and (len(shape("hands_coeffs")) != 2 or shape("hands_coeffs")[1] != 3 * (J - 1)):
+        problems.append(f"'hands_coeffs' has shape {shape('hands_coeffs')}; expected (N, 45) recorded poses")
+    f = np.asarray(data["f"])
+    if f.ndim != 2 or f.shape[1] != 3 or f.dtype.kind not in "iu":
+        problems.append(f"'f' has shape {f.shape} and dtype {f.dtype}; expected (F, 3) integer vertex ids")
+    elif f.size and (f.min() < 0 or f.max() >= V):
+        problems.append(f"'f' refers to vertices {f.min()}..{f.max()}, but the model has {V} (0..{V - 1})")
+    if "tip_vertex_ids" in data:
+        t = np.asarray(data["tip_vertex_ids"]).ravel()
+        if t.size != 5 or t.min() < 0 or t.max() >= V:
+            problems.append(f"'tip_vertex_ids' is {t.tolist()}; expected 5 vertex ids in [0, {V})")
+    if not problems:
+        for k in ("v_template", "J_regressor", "weights", "shapedirs", "posedirs", "hands_components", "hands_mean"):
+            v = data[k]
+            vals = v.data if scipy.sparse.issparse(v) else np.asarray(v)
+            if vals.dtype.kind == "f" and not np.isfinite(vals).all():
+                problems.append(f"'{k}' holds {int((~np.isfinite(vals)).sum())} non-finite values")
+    if problems:
+        raise ValueError(f"{source}: not a consistent MANO-layout hand model (V = {V} vertices from 'v_template', "
+                         f"J = {J} joints): " + "; ".join(problems))
+
+
+def model_side(data: dict) -> str | None:
+    """Which hand a MANO-layout model is, from its rest joints: 'right', 'left' or None (undecided).
+
+    The thumb's tip joint lies on the palm side of the plane of the palm (wrist, index and little
+    finger bases); the palm side is the side of (wrist -> middle base) x (little base -> index base)
+    for a left hand and the opposite one for a right hand. A mirror image flips the sign, a rotation
+    does not. The value (the thumb tip's height over the palm plane per wrist-to-middle-base length):
+    MANO_RIGHT.pkl -0.26, its mirror image (the left hand) +0.26, the open hand model -0.38.
+    |value| < 0.05 is undecided.
+    """
+    import scipy.sparse
+
+    reg = data["J_regressor"]
+    reg = reg.toarray() if scipy.sparse.issparse(reg) else np.asarray(reg)
+    J = reg @ np.asarray(data["v_template"], np.float64)
+    wrist, index1, middle1, little1, thumb3 = J[0], J[1], J[4], J[7], J[15]
+    along = middle1 - wrist
+    n = np.cross(along, index1 - little1)
+    scale = np.linalg.norm(along) * np.linalg.norm(n)
+    if scale <= 0 or not np.isfinite(scale):
+        return None
+    s = float((thumb3 - wrist) @ n / scale)
+    return "right" if s < -0.05 else "left" if s > 0.05 else None
+
+
 def load_hand_data(path: str | os.PathLike | None = None, side: str = "right") -> tuple[dict, str]:
     """The model arrays for ``side`` -> (MANO-layout dict, source description).
 
     path: None (the shipped open hand model), a MANO-layout .pkl file, or a folder holding
-    MANO_RIGHT.pkl / MANO_LEFT.pkl. A file whose name says RIGHT (or nothing: the open hand model is a
-    right hand) is mirrored when ``side='left'`` is asked for, and vice versa.
+    MANO_RIGHT.pkl / MANO_LEFT.pkl. The file's hand is what its name says (LEFT / RIGHT) and what its
+    geometry says (:func:`model_side`); a file of the other hand than ``side`` is mirrored. A name that
+    contradicts the geometry, and a left hand under a name that says neither (asked for as a right
+    hand), are errors.
     """
     if side not in ("right", "left"):
         raise ValueError(f"hand_model.side must be 'right' or 'left', got {side!r}")
@@ -116,7 +198,19 @@ def load_hand_data(path: str | os.PathLike | None = None, side: str = "right") -
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise ValueError(f"{file}: not a MANO-layout hand model, missing keys {missing}")
-    file_side = _file_side(file) or "right"
+    check_model_arrays(data, file)
+    named, shaped = _file_side(file), model_side(data)
+    if named and shaped and named != shaped:
+        raise ValueError(f"{file}: the file name says {named.upper()} but the model is a {shaped} hand (its thumb lies "
+                         f"on the {shaped} hand's side of the palm); rename the file or pass the {named} hand's file")
+    if not named and shaped == "left" and side == "right":
+        raise ValueError(
+            f"{file}: this is a LEFT hand model (its thumb lies on the left hand's side of the palm), but a right "
+            f"hand was asked for (hand_model.side=right) and the file name says neither LEFT nor RIGHT. Pass the right "
+            f"hand's file (MANO_RIGHT.pkl), or give this one a name with LEFT in it (e.g. MANO_LEFT.pkl) to have "
+            f"handrecon mirror it into a right hand"
+        )
+    file_side = named or shaped or "right"
     if file_side == "left" and "openhand_version" not in data:
         data = _fix_official_left_shapedirs(data, file)
     if file_side != side:
@@ -183,6 +277,9 @@ class HandModel(nn.Module):
         self.num_betas = int(self.mano.num_betas)
         self.pose_dim = self.num_pca_comps if self.use_pca else 45
         comps = np.asarray(data["hands_components"], np.float64)[: self.pose_dim]
+        if self.use_pca and len(comps) < self.pose_dim:
+            raise ValueError(f"{self.source}: hand_model.num_pca_comps={self.pose_dim}, but the model has only "
+                             f"{len(comps)} pose PCA components ('hands_components')")
         dtype = self.mano.v_template.dtype
         self.register_buffer("hand_components", torch.as_tensor(comps, dtype=dtype), persistent=False)
         faces = np.asarray(data["f"]).astype(np.int64)
