@@ -3,6 +3,9 @@
     out = renderer(verts, faces, colors, K, image_size, lighting=None, background=None)
     out.rgb (B, H, W, 3), out.silhouette (B, H, W), out.depth (B, H, W)
 
+``colors``: (B, V, 3) per-vertex albedo, or a :class:`UVTexture` (albedo maps sampled through the
+mesh's UV map, per pixel, in every backend).
+
 Backends: ``soft`` (:class:`SoftRasterizer`, pure PyTorch, default) and ``pytorch3d``
 (:class:`PyTorch3DRenderer`, only when pytorch3d is installed) are differentiable; ``zbuffer``
 (:class:`ZBufferRenderer`, hard edges, no gradients; tensor ops or a numba loop on CPU) draws
@@ -15,7 +18,9 @@ from .base import (
     Lighting,
     Renderer,
     RenderOutput,
+    UVTexture,
     face_normals,
+    sample_uv,
     sh_basis,
     shade,
     shading_factor,
@@ -46,6 +51,8 @@ def build_renderer(name: str = "soft", **kwargs) -> Renderer:
 __all__ = [
     "Lighting",
     "RenderOutput",
+    "UVTexture",
+    "sample_uv",
     "Renderer",
     "SoftRasterizer",
     "ZBufferRenderer",

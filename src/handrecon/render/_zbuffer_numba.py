@@ -15,16 +15,18 @@ from numba import njit
 
 
 @njit(cache=True)
-def rasterize(uv, z, faces, vcol, facing, cull, near, tol, rgb, sil, depth):  # pragma: no cover - compiled
-    """uv (B, V, 2) px, z (B, V) m, faces (F, 3), vcol (B, V, 3) lit vertex colours (all float64 but
-    faces); facing (B,) sign of fx fy; writes rgb (B, H, W, 3) (background already in it), sil and
-    depth (B, H, W) (zeros) in place."""
+def rasterize(uv, z, faces, cattr, facing, cull, near, tol, att, sil, depth):  # pragma: no cover - compiled
+    """uv (B, V, 2) px, z (B, V) m, faces (F, 3), cattr (B, F, 3, C) per face corner attributes (lit
+    colours, or UV and shading factor) (all float64 but faces); facing (B,) sign of fx fy; writes the
+    interpolated attributes into att (B, H, W, C) (the rgb image with the background already in it
+    when C = 3), sil and depth (B, H, W) (zeros) in place."""
     B = uv.shape[0]
     F = faces.shape[0]
+    C = cattr.shape[3]
     H, W = sil.shape[1], sil.shape[2]
     qbuf = np.empty((H, W))
     fbuf = np.empty((H, W), np.int64)
-    num = np.empty((F, 3, 3))  # per face: colour numerator = nc + nx x + ny y (RGB each)
+    num = np.empty((F, 3, C))  # per face: attribute numerator = nc + nx x + ny y (per channel)
     a = np.empty(3)
     alpha = np.empty(3)
     beta = np.empty(3)
@@ -62,8 +64,8 @@ def rasterize(uv, z, faces, vcol, facing, cull, near, tol, rgb, sil, depth):  # 
             qx = (iz1 - iz0) * a1 + (iz2 - iz0) * a2
             qy = (iz1 - iz0) * b1 + (iz2 - iz0) * b2
             qc = iz0 - qx * x0 - qy * y0
-            for ch in range(3):
-                n0, n1, n2 = vcol[bi, i0, ch] * iz0, vcol[bi, i1, ch] * iz1, vcol[bi, i2, ch] * iz2
+            for ch in range(C):
+                n0, n1, n2 = cattr[bi, j, 0, ch] * iz0, cattr[bi, j, 1, ch] * iz1, cattr[bi, j, 2, ch] * iz2
                 nx = (n1 - n0) * a1 + (n2 - n0) * a2
                 ny = (n1 - n0) * b1 + (n2 - n0) * b2
                 num[j, 0, ch] = n0 - nx * x0 - ny * y0
@@ -94,7 +96,7 @@ def rasterize(uv, z, faces, vcol, facing, cull, near, tol, rgb, sil, depth):  # 
                 if j < 0:
                     continue
                 q = qbuf[yi, x]
-                for ch in range(3):
-                    rgb[bi, yi, x, ch] = (num[j, 0, ch] + num[j, 1, ch] * x + num[j, 2, ch] * yi) / q
+                for ch in range(C):
+                    att[bi, yi, x, ch] = (num[j, 0, ch] + num[j, 1, ch] * x + num[j, 2, ch] * yi) / q
                 sil[bi, yi, x] = 1.0
                 depth[bi, yi, x] = 1.0 / q

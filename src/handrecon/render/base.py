@@ -102,6 +102,53 @@ class RenderOutput:
     depth: Tensor
 
 
+@dataclass
+class UVTexture:
+    """An albedo texture map and a mesh's UV map, given to a renderer in place of per-vertex colours.
+
+    maps: (B, Ht, Wt, 3) RGB albedo in [0, 1], row 0 = the top of the image (as stored in a PNG);
+    verts_uvs: (Vt, 2) UV coordinates in [0, 1], v = 0 at the bottom of the image (OBJ / Blender /
+    pytorch3d convention); faces_uvs: (F, 3) the UV vertex of each face corner (the mesh's faces index
+    the 3D vertices, these the UV vertices, so seams are allowed). Texels are sampled bilinearly with
+    texel centres at ((i + 0.5) / Wt, 1 - (j + 0.5) / Ht) and the border texels extended
+    (:func:`sample_uv`); gradients flow to the maps and, through the UVs' barycentric
+    interpolation, to the vertices.
+    """
+
+    maps: Tensor
+    verts_uvs: Tensor
+    faces_uvs: Tensor
+
+    def corner_uvs(self) -> Tensor:
+        """(F, 3, 2) UV of each face corner."""
+        return self.verts_uvs[self.faces_uvs.long()]
+
+
+def sample_uv(maps: Tensor, batch: Tensor, uv: Tensor) -> Tensor:
+    """Bilinear lookup: maps (B, Ht, Wt, C), batch (P,) the map of each point, uv (P, 2) -> (P, C).
+
+    Texel (i, j) (column i, row j from the top) has its centre at u = (i + 0.5) / Wt,
+    v = 1 - (j + 0.5) / Ht; outside the centres the border texels extend (clamp). Differentiable in
+    maps and uv (like ``grid_sample(align_corners=False, padding_mode='border')``, but each point may
+    read a different map)."""
+    B, Ht, Wt, C = maps.shape
+    x = uv[:, 0] * Wt - 0.5
+    y = (1.0 - uv[:, 1]) * Ht - 0.5
+    x0, y0 = torch.floor(x.detach()), torch.floor(y.detach())
+    wx, wy = (x - x0)[:, None], (y - y0)[:, None]
+    flat = maps.reshape(B * Ht * Wt, C)
+    base = batch.long() * (Ht * Wt)
+    xi0, xi1 = x0.long().clamp(0, Wt - 1), (x0.long() + 1).clamp(0, Wt - 1)
+    yi0, yi1 = y0.long().clamp(0, Ht - 1), (y0.long() + 1).clamp(0, Ht - 1)
+
+    def at(yi, xi):
+        return flat.index_select(0, base + yi * Wt + xi)
+
+    top = at(yi0, xi0) * (1.0 - wx) + at(yi0, xi1) * wx
+    bottom = at(yi1, xi0) * (1.0 - wx) + at(yi1, xi1) * wx
+    return top * (1.0 - wy) + bottom * wy
+
+
 # ------------------------------------------------------------------------------------ geometry
 
 
@@ -201,8 +248,19 @@ def check_inputs(verts, faces, colors, K, H, W, lighting, background) -> None:
         )
     if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= V):
         raise ValueError(f"renderer: faces index vertices outside [0, {V})")
-    if colors.shape != (B, V, 3):
-        raise ValueError(f"renderer: colors must be (B, V, 3) = {(B, V, 3)}, got {tuple(colors.shape)}")
+    if isinstance(colors, UVTexture):
+        m, vt, ft = colors.maps, colors.verts_uvs, colors.faces_uvs
+        if m.ndim != 4 or m.shape[0] != B or m.shape[-1] != 3:
+            raise ValueError(f"renderer: UVTexture.maps must be (B, Ht, Wt, 3) with B = {B}, got {tuple(m.shape)}")
+        if vt.ndim != 2 or vt.shape[-1] != 2:
+            raise ValueError(f"renderer: UVTexture.verts_uvs must be (Vt, 2), got {tuple(vt.shape)}")
+        if ft.shape != faces.shape or ft.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"renderer: UVTexture.faces_uvs must be an integer {tuple(faces.shape)} tensor (one UV "
+                             f"index per face corner), got {tuple(ft.shape)} {ft.dtype}")
+        if ft.numel() and (int(ft.min()) < 0 or int(ft.max()) >= vt.shape[0]):
+            raise ValueError(f"renderer: UVTexture.faces_uvs index UV vertices outside [0, {vt.shape[0]})")
+    elif colors.shape != (B, V, 3):
+        raise ValueError(f"renderer: colors must be (B, V, 3) = {(B, V, 3)} or a UVTexture, got {tuple(colors.shape)}")
     if K.shape != (B, 3, 3):
         raise ValueError(f"renderer: K must be (B, 3, 3) = {(B, 3, 3)}, got {tuple(K.shape)}")
     if lighting is not None:
@@ -225,13 +283,14 @@ class Renderer(torch.nn.Module):
         self,
         verts: Tensor,
         faces: Tensor,
-        colors: Tensor,
+        colors: Tensor | UVTexture,
         K: Tensor,
         image_size: int | tuple[int, int],
         lighting: Lighting | None = None,
         background: Tensor | None = None,
     ) -> RenderOutput:
-        """verts (B, V, 3) camera frame; faces (F, 3); colors (B, V, 3) albedo in [0, 1]; K (B, 3, 3);
+        """verts (B, V, 3) camera frame; faces (F, 3); colors (B, V, 3) albedo in [0, 1] or a
+        :class:`UVTexture` (an albedo map sampled through a UV map); K (B, 3, 3);
         image_size int or (H, W); lighting (None: :meth:`Lighting.default`); background (B, H, W, 3)
         image to composite over (None: the backend's constant background colour)."""
         raise NotImplementedError

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-from .base import Lighting, Renderer, RenderOutput, check_inputs, parse_image_size
+from .base import Lighting, Renderer, RenderOutput, UVTexture, check_inputs, parse_image_size
 
 INSTALL_MSG = (
     "pytorch3d is not installed; it has no PyPI wheel: install it following "
@@ -97,6 +97,7 @@ class PyTorch3DRenderer(Renderer):
             RasterizationSettings,
             SoftPhongShader,
             SoftSilhouetteShader,
+            TexturesUV,
             TexturesVertex,
         )
         from pytorch3d.structures import Meshes
@@ -119,11 +120,17 @@ class PyTorch3DRenderer(Renderer):
             image_size=torch.tensor([[H, W]], dtype=dt, device=dev).expand(B, 2),
         )
         faces = faces.to(device=dev, dtype=torch.long)
-        meshes = Meshes(
-            verts=verts,
-            faces=faces[None].expand(B, -1, -1).contiguous(),
-            textures=TexturesVertex(verts_features=colors.to(dt)),
-        )
+        if isinstance(colors, UVTexture):  # same texel convention as handrecon.render.base.sample_uv
+            textures = TexturesUV(
+                maps=colors.maps.to(device=dev, dtype=dt),
+                faces_uvs=colors.faces_uvs.to(device=dev, dtype=torch.long)[None].expand(B, -1, -1),
+                verts_uvs=colors.verts_uvs.to(device=dev, dtype=dt)[None].expand(B, -1, -1),
+                padding_mode="border",
+                align_corners=False,
+            )
+        else:
+            textures = TexturesVertex(verts_features=colors.to(dt))
+        meshes = Meshes(verts=verts, faces=faces[None].expand(B, -1, -1).contiguous(), textures=textures)
         settings = RasterizationSettings(
             image_size=(H, W),
             blur_radius=math.log(1.0 / self.edge_eps - 1.0) * self.sigma,

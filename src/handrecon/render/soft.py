@@ -51,10 +51,13 @@ from .base import (
     Lighting,
     Renderer,
     RenderOutput,
+    UVTexture,
     check_inputs,
     face_normals,
     parse_image_size,
+    sample_uv,
     shade,
+    shading_factor,
     vertex_normals,
 )
 
@@ -156,7 +159,7 @@ class SoftRasterizer(Renderer):
     def _render(self, verts, faces, colors, K, H, W, lighting, background) -> RenderOutput:
         B = verts.shape[0]
         faces = faces.to(device=verts.device, dtype=torch.long)
-        colors = colors.to(verts.dtype)
+        tex = colors if isinstance(colors, UVTexture) else None
         lighting = (
             Lighting.default(B, verts.device, verts.dtype)
             if lighting is None
@@ -164,16 +167,35 @@ class SoftRasterizer(Renderer):
         )
 
         uv = project(verts, K.to(verts.dtype))  # (B, V, 2)
-        if self.shading == "gouraud":
-            attr = shade(colors, vertex_normals(verts, faces), lighting)[:, faces]  # (B, F, 3, 3)
-        elif self.shading == "phong":
-            attr = torch.cat([colors, vertex_normals(verts, faces)], -1)[:, faces]  # (B, F, 3, 6)
-        else:  # flat
-            fn = face_normals(verts, faces)[:, :, None, :].expand(-1, -1, 3, -1)  # (B, F, 3, 3)
-            attr = torch.cat([colors[:, faces], fn], -1)  # (B, F, 3, 6)
+        if tex is not None:
+            # a texture map: the corners carry their UV (2 channels first); each (pixel, face) pair
+            # samples the map at its interpolated UV before the pairs are blended (UV seams stay sharp)
+            maps = tex.maps.to(device=verts.device, dtype=verts.dtype)
+            cuv = tex.corner_uvs().to(device=verts.device, dtype=verts.dtype)[None].expand(B, -1, -1, -1)  # (B, F, 3, 2)
+            if self.shading == "gouraud":  # the shading factor at the vertices, interpolated, times the texel
+                rest = shading_factor(vertex_normals(verts, faces), lighting)[:, faces]
+            elif self.shading == "phong":
+                rest = vertex_normals(verts, faces)[:, faces]
+            else:
+                rest = face_normals(verts, faces)[:, :, None, :].expand(-1, -1, 3, -1)
+            attr = torch.cat([cuv, rest], -1)  # (B, F, 3, 5)
+            gouraud = self.shading == "gouraud"
+
+            def texel(val, b):
+                t = sample_uv(maps, b, val[:, :2])
+                return t * val[:, 2:5] if gouraud else torch.cat([t, val[:, 2:5]], -1)
+        else:
+            colors, texel = colors.to(verts.dtype), None
+            if self.shading == "gouraud":
+                attr = shade(colors, vertex_normals(verts, faces), lighting)[:, faces]  # (B, F, 3, 3)
+            elif self.shading == "phong":
+                attr = torch.cat([colors, vertex_normals(verts, faces)], -1)[:, faces]  # (B, F, 3, 6)
+            else:  # flat
+                fn = face_normals(verts, faces)[:, :, None, :].expand(-1, -1, 3, -1)  # (B, F, 3, 3)
+                attr = torch.cat([colors[:, faces], fn], -1)  # (B, F, 3, 6)
 
         contour = self._contour_edges(uv.detach(), faces)  # (B, F, 3) edge opposite corner k
-        sil, col, depth = self._rasterize(uv[:, faces], verts[..., 2][:, faces], attr, contour, H, W)
+        sil, col, depth = self._rasterize(uv[:, faces], verts[..., 2][:, faces], attr, contour, H, W, texel)
         if self.shading != "gouraud":
             normal = F.normalize(col[..., 3:6], dim=-1, eps=1e-12)
             col = shade(col[..., :3], normal, lighting)
@@ -266,8 +288,10 @@ class SoftRasterizer(Renderer):
         keep = inside | outside_ok
         return fid[keep], px[keep], py[keep], inside[keep]
 
-    def _rasterize(self, tri: Tensor, tz: Tensor, attr: Tensor, contour: Tensor, H: int, W: int):
+    def _rasterize(self, tri: Tensor, tz: Tensor, attr: Tensor, contour: Tensor, H: int, W: int, texel=None):
         """tri (B, F, 3, 2) px, tz (B, F, 3) m, attr (B, F, 3, C) per-corner attributes, contour (B, F, 3).
+        texel: None, or f(val (P, C), image (P,)) -> (P, C') applied to each pair's interpolated
+        attributes before the pairs are blended (a texture lookup).
 
         Returns silhouette (B, H*W), aggregated attributes (B, H*W, C), depth (B, H*W).
         """
@@ -287,10 +311,14 @@ class SoftRasterizer(Renderer):
         self.last_stats["pairs"] = P
         if P == 0:
             zero = tri.sum() * 0 + attr.sum() * 0 + tz.sum() * 0  # keeps the graph (zero gradients)
+            C = C if texel is None else texel(attr.new_zeros(1, C), fid.new_zeros(1)).shape[-1]
             return zero.expand(B, HW), zero.expand(B, HW, C), zero.expand(B, HW)
 
         d2, zp, val = PairGeometry.apply(tri, 1.0 / tz, attr, fid, pxi.to(dt), pyi.to(dt), inside, contour)
         b = torch.div(fid, nF, rounding_mode="floor")
+        if texel is not None:
+            val = texel(val, b)
+            C = val.shape[-1]
         pix = b * HW + pyi * W + pxi  # (P,) flat pixel index
 
         # coverage: 1 inside, Gaussian fall-off outside contours; silhouette = max over faces

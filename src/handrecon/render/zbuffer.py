@@ -23,10 +23,13 @@ from .base import (
     Lighting,
     Renderer,
     RenderOutput,
+    UVTexture,
     check_inputs,
     flat_corners,
     parse_image_size,
+    sample_uv,
     shade,
+    shading_factor,
     vertex_normals,
 )
 
@@ -76,15 +79,24 @@ class ZBufferRenderer(Renderer):
             return "numba"
         return "torch"
 
-    def _forward_numba(self, verts: Tensor, faces: Tensor, vcol: Tensor, K: Tensor, out: RenderOutput) -> RenderOutput:
+    def _forward_numba(self, verts: Tensor, faces: Tensor, cattr: Tensor, K: Tensor, out: RenderOutput,
+                       tex: UVTexture | None = None) -> RenderOutput:
+        """cattr (B, F, 3, C): per face corner, lit colours (C = 3) or [UV, shading factor] (C = 5, with tex)."""
         from ._zbuffer_numba import rasterize
 
         host = [t.detach().cpu() for t in (out.rgb, out.silhouette, out.depth)]
         uv = project(verts, K).double().cpu().numpy()  # (B, V, 2)
         z = verts[..., 2].double().cpu().numpy()
         facing = (K[:, 0, 0] * K[:, 1, 1]).sign().double().cpu().numpy()
-        rasterize(uv, z, faces.cpu().numpy(), vcol.double().cpu().numpy(), facing, self.cull_backfaces, self.near,
-                  INSIDE_TOL, *(t.numpy() for t in host))  # writes into the host buffers
+        B, H, W = host[1].shape
+        att = host[0] if tex is None else torch.zeros(B, H, W, cattr.shape[-1])  # the loop writes the attributes
+        rasterize(uv, z, faces.cpu().numpy(), cattr.double().cpu().numpy(), facing, self.cull_backfaces, self.near,
+                  INSIDE_TOL, att.numpy(), host[1].numpy(), host[2].numpy())  # writes into the host buffers
+        if tex is not None:  # per-pixel texture lookup at the interpolated UV
+            hit = torch.nonzero(host[1].reshape(-1) > 0).squeeze(1)
+            a = att.reshape(B * H * W, -1).index_select(0, hit)
+            col = sample_uv(tex.maps.detach().float().cpu(), torch.div(hit, H * W, rounding_mode="floor"), a[:, :2]) * a[:, 2:5]
+            host[0].view(-1, 3).index_copy_(0, hit, col)
         if host[0].data_ptr() != out.rgb.data_ptr():  # another device: copy the pictures back
             for dst, src in zip((out.rgb, out.silhouette, out.depth), host):
                 dst.copy_(src)
@@ -95,13 +107,23 @@ class ZBufferRenderer(Renderer):
                 lighting: Lighting | None = None, background: Tensor | None = None) -> RenderOutput:
         H, W = parse_image_size(image_size)
         check_inputs(verts, faces, colors, K, H, W, lighting, background)
-        verts, K, colors = verts.float(), K.float(), colors.float()
+        tex = colors if isinstance(colors, UVTexture) else None
+        verts, K = verts.float(), K.float()
         B, V, _ = verts.shape
         dev, f64 = verts.device, torch.float64
         faces = faces.to(device=dev, dtype=torch.long)
         nF = faces.shape[0]
         lighting = Lighting.default(B, dev) if lighting is None else lighting.to(device=dev, dtype=torch.float32)
-        vcol = shade(colors, vertex_normals(verts, faces), lighting).reshape(B * V, 3)  # lit vertex colours
+        corner = flat_corners(verts, faces)  # 3 x (N,) rows of the corners in the flat (B V) vertices
+        # per face corner (N = B F rows): the lit colour, or [UV, Lambert shading factor] with a texture map
+        # (the texel is looked up per pixel at the perspective-correct UV and multiplied by the factor)
+        if tex is None:
+            vcol = shade(colors.float(), vertex_normals(verts, faces), lighting).reshape(B * V, 3)  # lit vertex colours
+            cattr = [vcol.index_select(0, c) for c in corner]
+        else:
+            fac = shading_factor(vertex_normals(verts, faces), lighting).reshape(B * V, 3)
+            cuv = tex.corner_uvs().to(device=dev, dtype=torch.float32)  # (F, 3, 2)
+            cattr = [torch.cat([cuv[:, k].repeat(B, 1), fac.index_select(0, c)], 1) for k, c in enumerate(corner)]
 
         HW = H * W
         if background is None:  # drawn pixels are overwritten below
@@ -111,13 +133,12 @@ class ZBufferRenderer(Renderer):
         sil, z_img = torch.zeros(B * HW, device=dev), torch.zeros(B * HW, device=dev)
         out = RenderOutput(rgb=rgb.view(B, H, W, 3), silhouette=sil.view(B, H, W), depth=z_img.view(B, H, W))
         if self.backend_for(dev) == "numba":
-            return self._forward_numba(verts, faces, vcol.view(B, V, 3), K, out)
+            return self._forward_numba(verts, faces, torch.stack(cattr, 1).view(B, nF, 3, -1), K, out, tex)
 
         # ---- the tensor implementation. Faces (N = B F), in float64 so that no pixel centre on a shared
         # edge is lost to both faces.
         # Tensors stay 1-D and contiguous: gathers and arithmetic on them are several times faster on
         # CPU than on columns of a table.
-        corner = flat_corners(verts, faces)  # 3 x (N,) rows of the corners in the flat (B V) vertices
         uv = project(verts, K).to(f64).reshape(B * V, 2)
         px, py, pz = uv[:, 0].contiguous(), uv[:, 1].contiguous(), verts[..., 2].to(f64).reshape(-1)
         x0, x1, x2 = (px.index_select(0, c) for c in corner)  # (N,) px
@@ -160,8 +181,8 @@ class ZBufferRenderer(Renderer):
         qy = (iz1 - iz0) * b1 + (iz2 - iz0) * b2
         qc = iz0 - qx * x0 - qy * y0
         fb = torch.div(f, nF, rounding_mode="floor")  # the face's image
-        n0, n1, n2 = (vcol.index_select(0, corner[k].index_select(0, f)).to(f64) * iz[:, None]
-                      for k, iz in enumerate((iz0, iz1, iz2)))  # (S, 3) colour / z at the corners
+        n0, n1, n2 = (cattr[k].index_select(0, f).to(f64) * iz[:, None]
+                      for k, iz in enumerate((iz0, iz1, iz2)))  # (S, C) attribute / z at the corners
         nx_ = (n1 - n0) * a1[:, None] + (n2 - n0) * a2[:, None]  # colour numerator = nc + nx x + ny y
         ny_ = (n1 - n0) * b1[:, None] + (n2 - n0) * b2[:, None]
         nc = n0 - nx_ * x0[:, None] - ny_ * y0[:, None]
@@ -201,7 +222,11 @@ class ZBufferRenderer(Renderer):
         wx = wpix.to(f64) - base.index_select(0, wr)
         wf = rf.index_select(0, wr)
         col = (nc.index_select(0, wf) + nx_.index_select(0, wf) * wx[:, None] + ny_.index_select(0, wf) * wy[:, None])
-        rgb.index_copy_(0, wpix, (col / qw[:, None]).float())
+        col = (col / qw[:, None]).float()
+        if tex is not None:  # per-pixel texture lookup at the interpolated UV
+            col = sample_uv(tex.maps.to(device=dev, dtype=torch.float32), torch.div(wpix, HW, rounding_mode="floor"),
+                            col[:, :2]) * col[:, 2:5]
+        rgb.index_copy_(0, wpix, col)
         sil.index_fill_(0, wpix, 1.0)
         z_img.index_copy_(0, wpix, (1.0 / qw).float())
         return out
