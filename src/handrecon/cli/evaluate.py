@@ -46,7 +46,7 @@ def evaluate(cfg: DictConfig) -> dict:
                 n_branch += int(missing_detections(batch["kp2d_conf"]).sum())
             o = module.run_net(batch, with_appearance=False, with_kp_branch=False)
             joints.append(o.joints.numpy())
-            verts.append(o.verts.numpy())
+            verts.append(o.eval_verts.numpy())  # MANO topology for a model of another topology (NIMBLE)
             gt_j.append(batch["joints3d"].numpy())
             gt_v.append(batch["verts3d"].numpy())
             has.append(batch["has_3d"].numpy())
@@ -67,7 +67,12 @@ def evaluate(cfg: DictConfig) -> dict:
                     "branch gave their keypoints", n_branch, len(joints))
     if has.all() and len(has):
         gj, gv = np.concatenate(gt_j), np.concatenate(gt_v)
-        metrics, curves = evaluate_arrays(joints, gj, verts, gv, return_curves=True)
+        if verts.shape[1] != gv.shape[1]:  # joints compare, meshes of different topologies do not
+            log.warning("the ground-truth meshes have %d vertices, the predicted (evaluation) meshes %d: another "
+                        "topology, so only the joint metrics are computed", gv.shape[1], verts.shape[1])
+            metrics, curves = evaluate_arrays(joints, gj, None, None, return_curves=True)
+        else:
+            metrics, curves = evaluate_arrays(joints, gj, verts, gv, return_curves=True)
         (out / "metrics.json").write_text(json.dumps({**metrics, **extra}, indent=2))
         t_mm = curves["thresholds_m"] * 1000.0
         plots = {k: (t_mm, v) for k, v in curves.items() if k != "thresholds_m" and v is not None}

@@ -93,23 +93,28 @@ class HandRegressor(nn.Module):
 class AppearanceHead(nn.Module):
     """low-level features (B, C, h, w) -> texture (B, V, 3) albedo in [0, 1] and lighting (B, 11).
 
+    With ``texture_coeffs`` > 0 (a hand model with a texture space, e.g. NIMBLE) the texture output is
+    that many coefficients of the model's texture space instead (zero at start: its mean texture).
+
     Texture = mean skin colour + a bounded regressed offset per vertex (per vertex works for any
     topology). Lighting: ambient intensity, directional intensity, ambient colour (3), directional
     colour (3), direction towards the light (3, camera frame; normalised by the renderer).
     """
 
     def __init__(self, in_channels: int, num_verts: int, width: int = 64, hidden: int = 256,
-                 mean_skin: tuple[float, float, float] = MEAN_SKIN, max_offset: float = 0.4):
+                 mean_skin: tuple[float, float, float] = MEAN_SKIN, max_offset: float = 0.4, texture_coeffs: int = 0):
         super().__init__()
         self.num_verts = num_verts
         self.max_offset = max_offset
+        # a hand model with a texture space (NIMBLE): the head regresses its coefficients instead
+        self.texture_coeffs = int(texture_coeffs)
         self.conv = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(inplace=True),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )  # fmt: skip
         self.mlp = nn.Sequential(nn.Linear(2 * width, hidden), nn.ReLU(inplace=True))
-        self.texture = _zero_head(hidden, num_verts * 3)
+        self.texture = _zero_head(hidden, self.texture_coeffs or num_verts * 3)
         self.light = _zero_head(hidden, LIGHT_DIM)
         self.register_buffer("mean_skin", torch.tensor(mean_skin), persistent=False)
         # lighting at zero output: ambient 0.6, directional 0.5, white colours, light at the camera
@@ -121,8 +126,11 @@ class AppearanceHead(nn.Module):
 
     def forward(self, low: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.mlp(self.conv(low))
-        off = torch.tanh(self.texture(x)).view(-1, self.num_verts, 3) * self.max_offset
-        texture = (self.mean_skin + off).clamp(0.0, 1.0)  # (B, V, 3)
+        if self.texture_coeffs:  # (B, texture_coeffs): the texture space's coefficients (0: its mean)
+            texture = self.texture(x)
+        else:
+            off = torch.tanh(self.texture(x)).view(-1, self.num_verts, 3) * self.max_offset
+            texture = (self.mean_skin + off).clamp(0.0, 1.0)  # (B, V, 3)
         raw = self.light(x) + self.light_bias
         light = torch.cat([torch.sigmoid(raw[:, :8]), raw[:, 8:11]], -1)  # (B, 11)
         return texture, light

@@ -43,11 +43,19 @@ class HandReconOutput:
     verts: torch.Tensor  # (B, V, 3) camera frame
     joints: torch.Tensor  # (B, 21, 3) camera frame, canonical order
     kp2d_proj: torch.Tensor  # (B, 21, 2) projected joints, crop pixels
-    texture: torch.Tensor | None = None  # (B, V, 3) albedo
+    texture: torch.Tensor | None = None  # (B, V, 3) albedo; (B, T, T, 3) a UV albedo map (hand models with a texture space)
     lighting: torch.Tensor | None = None  # (B, 11)
     kp2d_stages: list[torch.Tensor] | None = None  # per hourglass stack (B, 21, 2)
     kp2d_conf: torch.Tensor | None = None  # (B, 21) last stack's confidence
     heatmaps: list[torch.Tensor] | None = None  # per stack (B, 21, S/4, S/4)
+    mano_verts: torch.Tensor | None = None  # (B, 778, 3) camera frame, MANO topology (a model of another topology: NIMBLE)
+    tex_coeffs: torch.Tensor | None = None  # (B, tex_dim) texture-space coefficients (NIMBLE)
+
+    @property
+    def eval_verts(self) -> torch.Tensor:
+        """The mesh that evaluation, pred.json and the benchmark exports use: MANO topology where the
+        hand model has another (NIMBLE), else ``verts``."""
+        return self.mano_verts if self.mano_verts is not None else self.verts
 
     def detach(self) -> HandReconOutput:
         def d(v):
@@ -95,7 +103,8 @@ class HandReconNet(nn.Module):
         self.keypoints_in = keypoints_in
         self.regressor = HandRegressor(encoder.global_channels, hand_model.pose_dim, hand_model.num_betas, rot_repr,
                                        tuple(regressor_hidden), int(keypoint_features) if keypoints_in else 0)
-        self.appearance = AppearanceHead(encoder.low_channels, hand_model.num_verts) if use_appearance else None
+        self.appearance = AppearanceHead(encoder.low_channels, hand_model.num_verts,
+                                         texture_coeffs=getattr(hand_model, "tex_dim", 0)) if use_appearance else None
         self.kp_branch = KeypointBranch(**(kp_branch or {})) if use_kp_branch else None
         for p in self.hand_model.parameters():  # the hand model is fixed data, never trained
             p.requires_grad_(False)
@@ -171,8 +180,12 @@ class HandReconNet(nn.Module):
             pose=raw["pose"], betas=betas, rotmat=rotmat, rot_aa=rot_aa, scale=scale, transl=transl,
             local_pose=hand.local_pose, verts=verts, joints=joints, kp2d_proj=camera.project(joints, K),
         )  # fmt: skip
+        if hand.mano_verts is not None:
+            out.mano_verts = camera.place(hand.mano_verts - center, rotmat, scale, transl)
         if self.appearance is not None and with_appearance:
             out.texture, out.lighting = self.appearance(low)
+            if self.appearance.texture_coeffs:  # the hand model's texture space -> its UV albedo map
+                out.tex_coeffs, out.texture = out.texture, self.hand_model.texture(out.texture)
         if stages is not None and with_kp_branch:
             out.heatmaps = [s[0] for s in stages]
             out.kp2d_stages = [s[1] for s in stages]

@@ -116,9 +116,14 @@ class HandReconModule(pl.LightningModule):
         """The predicted hand, textured and lit, with this module's renderer or ``renderer``."""
         from handrecon.render.base import Lighting
 
+        from handrecon.render.base import UVTexture
+
         light = Lighting.from_vector(out.lighting) if out.lighting is not None else None
+        hm = self.net.hand_model
         colors = out.texture if out.texture is not None else torch.full_like(out.verts, 0.7)
-        return (renderer or self.renderer)(out.verts, self.net.hand_model.faces, colors, K, size, light, background)
+        if colors.dim() == 4:  # a UV albedo map (a hand model with a texture space: NIMBLE)
+            colors = UVTexture(colors, hm.verts_uvs, hm.faces_uvs)
+        return (renderer or self.renderer)(out.verts, hm.faces, colors, K, size, light, background)
 
     def _loss_inputs(self, batch: dict, out: HandReconOutput, rend) -> Any:
         from handrecon.losses.objective import LossInputs
@@ -129,7 +134,8 @@ class HandReconModule(pl.LightningModule):
             violation = anatomy.limit_violation(angles)
         return LossInputs(
             kp2d_proj=out.kp2d_proj, joints3d=out.joints, verts=out.verts, betas=out.betas,
-            pose_violation=violation, kp2d_stages=out.kp2d_stages, texture=out.texture,
+            pose_violation=violation, kp2d_stages=out.kp2d_stages,
+            texture=out.texture.flatten(1, 2) if out.texture is not None and out.texture.dim() == 4 else out.texture,
             render_rgb=None if rend is None else rend.rgb, render_silhouette=None if rend is None else rend.silhouette,
             image=batch["image"].permute(0, 2, 3, 1), mask=batch.get("mask"), has_mask=batch.get("has_mask"),
             det_uv=batch["kp2d"], det_conf=batch["kp2d_conf"], appearance_weight=batch.get("appearance_weight"),
@@ -182,18 +188,33 @@ class HandReconModule(pl.LightningModule):
         has = batch["has_3d"].bool()
         if has.any():
             gt_v = batch["verts3d"][has]
-            metrics.update(out.joints[has], batch["joints3d"][has], out.verts[has], gt_v)
+            pred_v = out.eval_verts[has]
+            if pred_v.shape[1] != gt_v.shape[1]:  # joints compare, meshes of different topologies do not
+                self._mesh_topology_mismatch(pred_v.shape[1], gt_v.shape[1])
+                pred_v = gt_v = None
+            metrics.update(out.joints[has], batch["joints3d"][has], pred_v, gt_v)
             if prefix == "val":
                 n = int(has.sum())
                 mean = self.net.hand_model(torch.zeros(n, self.net.hand_model.pose_dim, device=image.device),
                                            torch.zeros(n, self.net.hand_model.num_betas, device=image.device))
-                self.val_baseline.update(mean.joints, batch["joints3d"][has], mean.verts, gt_v)
+                mean_v = mean.mano_verts if mean.mano_verts is not None else mean.verts
+                self.val_baseline.update(mean.joints, batch["joints3d"][has], None if gt_v is None else mean_v, gt_v)
                 if out.kp2d_stages is not None:
                     gt_uv = camera.project(batch["joints3d"][has], K[has])
                     err = (out.kp2d_stages[-1][has] - gt_uv).norm(dim=-1).mean(-1)
                     self._kp_err_sum += float(err.sum())
                     self._kp_err_n += int(err.numel())
         return out
+
+    def _mesh_topology_mismatch(self, n_pred: int, n_gt: int) -> None:
+        """Warn once: the data's 3D mesh has another topology than the model's evaluation mesh, so
+        only the joint metrics are computed (the mesh metrics are left out, not computed wrongly)."""
+        if getattr(self, "_warned_topology", False):
+            return
+        self._warned_topology = True
+        log.warning("evaluation: the data's ground-truth mesh has %d vertices, the model's evaluation mesh %d "
+                    "(another topology, e.g. hand_model=nimble's MANO-topology output on data made with the open "
+                    "hand model): only the joint metrics are computed, the mesh metrics are left out", n_gt, n_pred)
 
     def validation_step(self, batch: dict, batch_idx: int):
         """Lightning hook: accumulates the metrics and the mean-pose baseline of one validation batch;
