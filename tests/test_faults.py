@@ -153,3 +153,119 @@ def test_predict_on_same_stem_images_keeps_both(trained_ckpt_session, tmp_path):
     for stem in ("hand_jpg", "hand_png"):
         for suffix in ("_overlay.png", ".obj", ".ply"):
             assert (out / f"{stem}{suffix}").stat().st_size > 0
+
+
+# ============================================================================ checkpoints: resume, init_from, security
+
+
+def _ckpt_variant(src: Path, dst: Path, **config_changes) -> Path:
+    """A copy of a checkpoint whose stored config has dotted keys changed."""
+    ck = torch.load(src, map_location="cpu", weights_only=True)
+    for key, value in config_changes.items():
+        node = ck["hyper_parameters"]["config"]
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ck, dst)
+    return dst
+
+
+def _run_cfg(synth_cache, tmp_path, *extra):
+    # the config of conftest.trained_ckpt_session's run
+    return compose_config([*tiny_overrides(synth_cache, steps=2), "stage=ssl_e2e", *extra], tmp_path)
+
+
+def test_resume_refuses_a_checkpoint_of_another_config_and_names_the_keys(trained_ckpt_session, synth_cache, tmp_path):
+    from handrecon.cli.train import train
+
+    with pytest.raises(ValueError, match=r"another config; differing keys: loss.w_kp2d"):
+        train(_run_cfg(synth_cache, tmp_path / "a", f"resume={trained_ckpt_session}", "loss.w_kp2d=5",
+                       "trainer.max_steps=3"))
+    # another model config: the same clear error (not a state-dict mismatch from inside torch)
+    with pytest.raises(ValueError, match=r"differing keys: model.kp_branch.features"):
+        train(_run_cfg(synth_cache, tmp_path / "b", f"resume={trained_ckpt_session}", "model.kp_branch.features=16",
+                       "trainer.max_steps=3"))
+    assert not (tmp_path / "a" / "checkpoints").exists()  # refused before training
+
+
+def test_resume_true_takes_the_newest_run_of_the_same_config_only(trained_ckpt_session, synth_cache, tmp_path):
+    import time
+
+    from handrecon.cli.train import find_resume_checkpoint
+
+    runs = tmp_path / "outputs" / "ssl_e2e"
+    mine = _ckpt_variant(trained_ckpt_session, runs / "t1" / "checkpoints" / "last.ckpt")
+    time.sleep(0.05)
+    _ckpt_variant(trained_ckpt_session, runs / "t2" / "checkpoints" / "last.ckpt", **{"loss.w_kp2d": 7.0})
+    cfg = _run_cfg(synth_cache, runs / "t3", "resume=true")
+    assert find_resume_checkpoint(cfg, runs / "t3") == str(mine)  # not the newer run of another experiment
+    mine.unlink()
+    with pytest.raises(ValueError, match=r"t2/checkpoints/last.ckpt was trained with another config; differing keys: loss.w_kp2d"):
+        find_resume_checkpoint(cfg, runs / "t3")
+
+
+class _Evil:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_holding_code_is_refused_everywhere(trained_ckpt_session, synth_cache, tmp_path):
+    from handrecon.cli.checkpoint import load_module
+    from handrecon.cli.train import build_module, find_resume_checkpoint
+
+    marker = tmp_path / "PWNED"
+    ck = torch.load(trained_ckpt_session, map_location="cpu", weights_only=True)
+    ck["hyper_parameters"]["evil"] = _Evil(marker)
+    bad = tmp_path / "shared.ckpt"
+    torch.save(ck, bad)
+    with pytest.raises(ValueError, match=r"ckpt=.*shared.ckpt: refusing to load it.*weights_only=True"):
+        load_module(bad)
+    cfg = _run_cfg(synth_cache, tmp_path / "r", f"init_from={bad}")
+    with pytest.raises(ValueError, match="init_from=.*refusing to load it"):
+        build_module(cfg).init_from(str(bad))
+    with pytest.raises(ValueError, match="resume=.*refusing to load it"):
+        find_resume_checkpoint(_run_cfg(synth_cache, tmp_path / "s", f"resume={bad}"), tmp_path / "s")
+    assert not marker.exists()
+    # the genuine checkpoint loads with weights_only=True and nothing beyond the allow-list
+    from handrecon.cli.checkpoint import CHECKPOINT_SAFE_GLOBALS
+
+    assert CHECKPOINT_SAFE_GLOBALS == [] and load_module(trained_ckpt_session)[0] is not None
+
+
+@pytest.mark.parametrize("kind", ["truncated", "text", "missing", "not_handrecon"])
+def test_a_bad_ckpt_file_is_one_clear_error(kind, trained_ckpt_session, tmp_path):
+    from handrecon.cli.checkpoint import load_module
+
+    p = tmp_path / "model.ckpt"
+    if kind == "truncated":
+        data = trained_ckpt_session.read_bytes()
+        p.write_bytes(data[: len(data) // 2])
+    elif kind == "text":
+        p.write_text("hello, not a checkpoint\n")
+    elif kind == "not_handrecon":
+        torch.save({"weights": torch.zeros(3)}, p)
+    err = FileNotFoundError if kind == "missing" else ValueError
+    msg = {"truncated": "not a readable PyTorch checkpoint", "text": "not a readable PyTorch checkpoint",
+           "missing": "no such checkpoint", "not_handrecon": "not a handrecon checkpoint"}[kind]
+    with pytest.raises(err, match=f"ckpt={p}.*{msg}|ckpt={p}: {msg}"):
+        load_module(p)
+
+
+def test_init_from_another_config_logs_what_was_skipped(trained_ckpt_session, synth_cache, tmp_path, caplog):
+    from handrecon.cli.train import build_module
+
+    cfg = _run_cfg(synth_cache, tmp_path, "model.kp_branch.features=16")
+    module = build_module(cfg)
+    with caplog.at_level("INFO"):
+        loaded = module.init_from(str(trained_ckpt_session))
+    rep = module.init_report[str(trained_ckpt_session)]
+    assert rep["skipped_shape"] and all(k.startswith("net.kp_branch.") for k in rep["skipped_shape"])
+    assert not any(k in loaded for k in rep["skipped_shape"])
+    text = caplog.text
+    assert f"loaded {len(loaded)} tensors" in text and f"skipped {len(rep['skipped_shape'])} tensors of other shapes" in text
+    assert "net.kp_branch." in text.split("skipped")[1]

@@ -8,15 +8,77 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 
-def load_checkpoint_config(path: str | Path) -> tuple[dict, DictConfig]:
+#: the only Python types a handrecon checkpoint may hold besides tensors and plain containers
+#: (torch.load(weights_only=True) already allows dict/list/tuple/str/numbers/OrderedDict/Counter/
+#: torch dtypes and sizes). Lightning stores nothing else for handrecon's modules, optimisers,
+#: schedulers, loops and callbacks; anything more is refused, so a checkpoint cannot run code.
+CHECKPOINT_SAFE_GLOBALS: list = []
+
+
+def load_checkpoint_file(path: str | Path, key: str = "ckpt") -> dict:
+    """``torch.load(path, weights_only=True)`` with :data:`CHECKPOINT_SAFE_GLOBALS`, and one clear
+    error (naming ``key=path``) for a missing, truncated, non-PyTorch or code-carrying file."""
+    import pickle
+
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"ckpt={path}: no such checkpoint (train one with `python -m handrecon`, or `make demo`)")
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    hp = ck.get("hyper_parameters", {})
-    if not hp.get("config"):
-        raise ValueError(f"{path} is not a handrecon checkpoint (no hyper_parameters.config inside)")
+        raise FileNotFoundError(f"{key}={path}: no such checkpoint (train one with `python -m handrecon`, or `make demo`)")
+    try:
+        with torch.serialization.safe_globals(CHECKPOINT_SAFE_GLOBALS):
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()
+        hint = next((ln.strip() for ln in first if "GLOBAL" in ln or "Unsupported" in ln), first[0] if first else "")
+        raise ValueError(f"{key}={path}: refusing to load it: it holds Python objects a handrecon checkpoint never "
+                         f"stores ({hint}); checkpoints are loaded with weights_only=True so that they cannot run code") from None
+    except Exception as e:  # noqa: BLE001 - whatever torch's reader raises on a damaged or foreign file
+        raise ValueError(f"{key}={path}: not a readable PyTorch checkpoint (truncated, or not a .ckpt file: "
+                         f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+    if not isinstance(ck, dict):
+        raise ValueError(f"{key}={path}: not a checkpoint (holds a {type(ck).__name__}, expected a dict)")
+    return ck
+
+
+def load_checkpoint_config(path: str | Path, key: str = "ckpt") -> tuple[dict, DictConfig]:
+    ck = load_checkpoint_file(path, key)
+    hp = ck.get("hyper_parameters") or {}
+    if not isinstance(hp, dict) or not hp.get("config") or "state_dict" not in ck:
+        raise ValueError(f"{key}={path} is not a handrecon checkpoint (no hyper_parameters.config and state_dict inside)")
     return ck, OmegaConf.create(hp["config"])
+
+
+#: config keys that may differ between a checkpoint and the run resuming it (where it runs, how long,
+#: how it logs and loads data); every other difference makes resume refuse and name the keys
+RESUME_SAFE_KEYS = (
+    "resume", "ckpt", "init_from", "task", "out", "input", "box", "detections", "hand", "focal_ratio",
+    "predict_batch_size", "format", "test_after_fit", "paths", "logger", "overlay_renderer",
+    "trainer.max_steps", "trainer.max_epochs", "trainer.enable_progress_bar", "trainer.log_every_n_steps",
+    "trainer.default_root_dir", "trainer.limit_val_batches", "trainer.val_check_interval",
+    "trainer.check_val_every_n_epoch", "callbacks", "data.num_workers", "data.pin_memory",
+    "data.persistent_workers", "data.cache_dir", "data.root", "data.synthetic.workers",
+)
+
+
+def _flat(d, prefix: str = "") -> dict:
+    out = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        if not d and prefix:
+            out[prefix[:-1]] = {}
+    else:
+        out[prefix[:-1]] = d
+    return out
+
+
+def config_differences(saved: dict, current: dict, safe=RESUME_SAFE_KEYS) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs, resume-safe keys left out."""
+    a, b = _flat(saved), _flat(current)
+
+    def is_safe(k: str) -> bool:
+        return any(k == s or k.startswith(s + ".") for s in safe)
+
+    return [k for k in sorted(set(a) | set(b)) if not is_safe(k) and a.get(k, "<absent>") != b.get(k, "<absent>")]
 
 
 def load_module(path: str | Path, map_location: str = "cpu"):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from handrecon.cli import conf_dir
@@ -31,24 +32,55 @@ def build_module(cfg: DictConfig):
 
 
 def find_resume_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
-    """resume=false -> None; resume=PATH -> PATH; resume=true -> the newest last.ckpt of this run_name."""
+    """resume=false -> None; resume=PATH -> PATH; resume=true -> this run folder's last.ckpt, else the
+    newest last.ckpt of this run_name whose config matches this one (only resume-safe keys differ).
+    A checkpoint of another config is refused with the differing keys named."""
+    from handrecon.cli.checkpoint import config_differences, load_checkpoint_config
+
     r = cfg.resume
     if r in (None, False, "false"):
         return None
+    current = OmegaConf.to_container(cfg, resolve=True)
+
+    def differences(path: Path) -> list[str]:
+        _, saved = load_checkpoint_config(path, key="resume")
+        return config_differences(OmegaConf.to_container(saved, resolve=True), current)
+
+    def refuse(path: Path, diff: list[str], saved_cfg=None) -> ValueError:
+        shown = "; ".join(diff[:12]) + (f"; ... ({len(diff)} keys)" if len(diff) > 12 else "")
+        return ValueError(f"resume: {path} was trained with another config; differing keys: {shown}. Resume with the "
+                          "same settings (only trainer.max_steps/max_epochs, logging, data loading and paths may "
+                          "change), or start a new run with init_from=<that checkpoint>")
+
     if r is not True and r != "true":
-        if not Path(str(r)).is_file():
+        path = Path(str(r))
+        if not path.is_file():
             raise FileNotFoundError(f"resume={r}: no such checkpoint")
-        return str(r)
+        diff = differences(path)
+        if diff:
+            raise refuse(path, diff)
+        return str(path)
     own = output_dir / "checkpoints" / "last.ckpt"
-    if own.is_file():
-        return str(own)
-    runs = sorted(output_dir.parent.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    runs = [own] if own.is_file() else sorted(output_dir.parent.glob("*/checkpoints/last.ckpt"),
+                                              key=lambda p: p.stat().st_mtime, reverse=True)
     if not runs:
         raise FileNotFoundError(
             f"resume=true: no last.ckpt under {output_dir.parent}/*/checkpoints/ (run_name={cfg.run_name}); "
             "pass resume=<path to last.ckpt> instead"
         )
-    return str(runs[-1])
+    first = None
+    for path in runs:  # newest first: the newest run of this run_name with this config
+        try:
+            diff = differences(path)
+        except ValueError as e:  # unreadable / foreign file among the runs: say so, look further
+            log.warning("resume=true: skipping %s (%s)", path, e)
+            continue
+        if not diff:
+            return str(path)
+        first = first or (path, diff)
+    if first is None:
+        raise FileNotFoundError(f"resume=true: no readable last.ckpt under {output_dir.parent}/*/checkpoints/")
+    raise refuse(*first)
 
 
 def train(cfg: DictConfig) -> dict:
@@ -68,7 +100,10 @@ def train(cfg: DictConfig) -> dict:
     ckpt_path = find_resume_checkpoint(cfg, output_dir)
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    from handrecon.cli.checkpoint import CHECKPOINT_SAFE_GLOBALS
+
+    with torch.serialization.safe_globals(CHECKPOINT_SAFE_GLOBALS):  # resume: weights_only, nothing else
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     if trainer.limit_val_batches != 0:  # the final weights' validation metrics (max_steps may stop mid-epoch)
         trainer.validate(module, datamodule=datamodule, verbose=False)
     result = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1 and math.isfinite(float(v))}

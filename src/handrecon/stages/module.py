@@ -295,25 +295,40 @@ class HandReconModule(pl.LightningModule):
     # ------------------------------------------------------------------ init from other stages
     def init_from(self, paths: str | Sequence[str] | None) -> list[str]:
         """Load weights of earlier stages (later paths win). Only matching keys of equal shape are
-        taken; the names of loaded keys' parts are logged. Returns the loaded keys."""
+        taken; what was loaded, and what was skipped (and why), is logged per checkpoint. Returns
+        the loaded keys. Checkpoints are read with weights_only=True (they cannot run code)."""
+        from handrecon.cli.checkpoint import load_checkpoint_file
+
         if not paths:
             return []
         if isinstance(paths, str):
             paths = [paths]
         own = self.state_dict()
         loaded: list[str] = []
+        self.init_report: dict[str, dict] = {}
         for p in paths:
             if not Path(p).is_file():
                 raise FileNotFoundError(f"init_from: checkpoint not found: {p}")
-            sd = torch.load(p, map_location="cpu", weights_only=False)
+            sd = load_checkpoint_file(p, key="init_from")
             sd = sd.get("state_dict", sd)
-            take = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
+            take = {k: v for k, v in sd.items() if k in own and isinstance(v, torch.Tensor) and own[k].shape == v.shape}
+            shape = sorted(k for k, v in sd.items() if k in own and isinstance(v, torch.Tensor) and own[k].shape != v.shape)
+            absent = sorted(k for k in sd if k not in own)
+            not_given = sorted(k for k in own if k not in take)
             if not take:
-                raise ValueError(f"init_from: {p} has no weights matching this model")
+                raise ValueError(f"init_from: {p} has no weights matching this model "
+                                 f"({len(shape)} of other shapes, {len(absent)} unknown to it)")
             own.update(take)
             loaded += list(take)
             parts = sorted({k.split(".")[1] for k in take if k.startswith("net.")})
-            log.info("init_from %s: %d tensors (%s)", p, len(take), ", ".join(parts))
+            log.info("init_from %s: loaded %d tensors (%s)", p, len(take), ", ".join(parts))
+            if shape or absent:
+                log.warning("init_from %s: skipped %d tensors of other shapes (%s%s) and %d this model does not have "
+                            "(%s%s): the checkpoint is of another config", p, len(shape), ", ".join(shape[:5]),
+                            ", ..." if len(shape) > 5 else "", len(absent), ", ".join(absent[:5]),
+                            ", ..." if len(absent) > 5 else "")
+            self.init_report[str(p)] = {"loaded": len(take), "skipped_shape": shape, "skipped_unknown": absent,
+                                        "kept_initial": len(not_given)}
         self.load_state_dict(own)
         return loaded
 
