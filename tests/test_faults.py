@@ -269,3 +269,93 @@ def test_init_from_another_config_logs_what_was_skipped(trained_ckpt_session, sy
     text = caplog.text
     assert f"loaded {len(loaded)} tensors" in text and f"skipped {len(rep['skipped_shape'])} tensors of other shapes" in text
     assert "net.kp_branch." in text.split("skipped")[1]
+
+
+# ============================================================================ silently wrong: skips and corrupt data
+
+
+def _norm_buffers(module):
+    return {n: b.clone() for n, b in module.named_buffers() if "running_" in n or "num_batches" in n}
+
+
+@pytest.mark.parametrize("model", ["image", "detections"])
+def test_skipped_batch_leaves_batch_norm_statistics_untouched(model, synth_cache, tmp_path):
+    import hydra
+
+    from handrecon.cli.train import build_module
+
+    extra = ["model.keypoints_in=detections"] if model == "detections" else []
+    cfg = compose_config([*tiny_overrides(synth_cache), "stage=ssl_e2e", "nonfinite=skip", *extra], tmp_path)
+    module = build_module(cfg)
+    module.train(True)
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    if model == "image":
+        batch["image"][0] = float("nan")  # a NaN image
+    else:
+        batch["kp2d"][0, 3] = float("nan")  # one NaN detection, full confidence, read by the regressor
+        batch["kp2d_conf"][0, 3] = 1.0
+    before = _norm_buffers(module)
+    assert module.training_step(batch, 0) is None and module.skipped_batches == 1
+    after = _norm_buffers(module)
+    assert all(torch.isfinite(v.float()).all() for v in after.values())
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # the check is real: without the restore the forward pass did write NaN into the statistics
+    module.run_net(batch, with_appearance=True, with_kp_branch=True)
+    assert any(not torch.isfinite(v.float()).all() for v in _norm_buffers(module).values())
+
+
+def _damage_jpeg_entropy(path: Path) -> None:
+    """Overwrite 40 bytes in the middle of the compressed data; markers and the end stay valid."""
+    d = bytearray(path.read_bytes())
+    sos = d.find(b"\xff\xda")
+    start = sos + 2 + int.from_bytes(d[sos + 2 : sos + 4], "big")
+    i = start + (len(d) - 2 - start) // 2
+    for k in range(i, i + 40):
+        if d[k] != 0xFF and d[k - 1] != 0xFF:
+            v = (d[k] * 37 + 11) % 256
+            d[k] = 0x10 if v == 0xFF else v
+    path.write_bytes(bytes(d))
+
+
+def test_corrupt_jpeg_data_is_detected(tmp_path):
+    import cv2
+
+    from handrecon.data.images import CorruptImageError, read_rgb
+
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur((rng.random((64, 64, 3)) * 255).astype(np.uint8), (7, 7), 2)
+    p = tmp_path / "photo.jpg"
+    cv2.imwrite(str(p), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    clean = read_rgb(p)
+    _damage_jpeg_entropy(p)
+    data = p.read_bytes()
+    assert data.startswith(b"\xff\xd8") and data.endswith(b"\xff\xd9")  # markers intact: not "truncated"
+    garbage = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert garbage is not None and np.abs(garbage[..., ::-1].astype(int) - clean).mean() > 2  # decodes to garbage
+    with pytest.raises(CorruptImageError, match=r"photo.jpg: corrupt JPEG data \(Corrupt JPEG data"):
+        read_rgb(p)
+
+
+@pytest.fixture
+def damaged_set(synth_cache, tmp_path) -> Path:
+    """A copy of the tiny synthetic set with the compressed data of training image 5 damaged."""
+    import shutil
+
+    root = tmp_path / "damaged"
+    shutil.copytree(_cached_set(synth_cache), root)
+    _damage_jpeg_entropy(root / "training" / "rgb" / "00000005.jpg")
+    return root
+
+
+def test_corrupt_training_jpeg_is_skipped_counted_and_in_the_summary(damaged_set, synth_cache, tmp_path):
+    from handrecon.cli.train import train
+
+    out = tmp_path / "run"
+    # the whole epoch (6 batches of 8 = all 48 images) so the damaged image is met
+    cfg = compose_config([*tiny_overrides(synth_cache, steps=6), "stage=ssl_shape", f"data.root={damaged_set}",
+                          "data.train_dataset.max_bad_fraction=0.05", "trainer.limit_val_batches=0"], out)
+    summary = train(cfg)
+    assert summary["bad_samples_skipped"] == {"train": 1, "val": 0}
+    assert json.loads((out / "train_summary.json").read_text())["bad_samples_skipped"]["train"] == 1

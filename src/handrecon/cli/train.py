@@ -114,6 +114,12 @@ def train(cfg: DictConfig) -> dict:
         "best_checkpoint": best[0].best_model_path if best else None,
         "last_checkpoint": str(output_dir / "checkpoints" / "last.ckpt"),
         "metrics": result,
+        # what was passed over, for the whole run (resumed runs included): batches with a non-finite
+        # loss or gradient (nonfinite=skip), and sample draws that met an unreadable/corrupt image
+        # (each file is named in the log; the same bad file met again in a later epoch counts again)
+        "skipped_batches": int(module.skipped_batches),
+        "bad_samples_skipped": dict(module.bad_samples),
+        "init_from": getattr(module, "init_report", None),
     }
     if cfg.test_after_fit:
         trainer.test(module, datamodule=datamodule)

@@ -3,7 +3,8 @@
 :func:`read_rgb` / :func:`read_mask` decode with OpenCV from the file's bytes and raise
 :class:`CorruptImageError` (naming the file and the reason) for a missing, empty, undecodable or
 truncated file; a JPEG without its end-of-image marker or a PNG without its IEND chunk counts as
-truncated even when a decoder would return a partly grey image.
+truncated even when a decoder would return a partly grey image, and a JPEG whose compressed data is
+damaged (libjpeg's "Corrupt JPEG data" warnings, :func:`check_jpeg_data`) counts as corrupt.
 
 Datasets catch :class:`CorruptImageError` in ``__getitem__``, hand it to a
 :class:`BadSampleCounter` (which logs the path with ``logging.warning`` and counts it) and
@@ -78,9 +79,34 @@ def check_complete(data: bytes) -> str | None:
     return None
 
 
+def check_jpeg_data(data: bytes) -> str | None:
+    """Reason why a complete-looking JPEG's compressed data is damaged, or None.
+
+    A JPEG with valid markers but damaged entropy-coded data decodes without an error in OpenCV
+    or Pillow (libjpeg only warns, "Corrupt JPEG data: ...", and fills in grey); libjpeg-turbo
+    through simplejpeg with ``strict=True`` turns those warnings into errors. Decoded at 1/8 scale
+    (every coefficient is still entropy-decoded), about 0.4x the time of a full decode.
+    """
+    if not data.startswith(_JPEG_SOI):
+        return None
+    import simplejpeg
+
+    try:
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", fastdct=True, min_height=1, min_width=1, min_factor=8,
+                               strict=True)
+        return None
+    except ValueError as strict_error:
+        try:  # an error even without strict: a JPEG flavour simplejpeg cannot read; OpenCV decides
+            simplejpeg.decode_jpeg(data, colorspace="GRAY", fastdct=True, min_height=1, min_width=1, min_factor=8,
+                                   strict=False)
+        except ValueError:
+            return None
+        return f"corrupt JPEG data ({str(strict_error).strip()})"
+
+
 def _decode(path: Path, flags: int) -> np.ndarray:
     data = _read_bytes(path)
-    reason = check_complete(data)
+    reason = check_complete(data) or check_jpeg_data(data)
     if reason is not None:
         raise CorruptImageError(path, reason)
     try:
@@ -261,9 +287,12 @@ class RobustDataset(torch.utils.data.Dataset):
         for k in range(tries):
             j = (i + k) % n
             try:
-                return self.load_sample(j)
+                sample = self.load_sample(j)
             except CorruptImageError as e:
                 self.bad_files.record(e.path, e.reason)
+                continue
+            sample["bad_skipped"] = k  # bad files passed over for this sample: counted in the run's summary
+            return sample
         raise RuntimeError(
             f"{self.bad_files.what}: {tries} consecutive samples from index {i} have unreadable images "
             f"(last bad files: {list(self.bad_files.bad)[-3:]})"

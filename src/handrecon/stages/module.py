@@ -63,6 +63,8 @@ class HandReconModule(pl.LightningModule):
         self.test_metrics = HandMetrics()
         self._kp_err_sum = 0.0
         self._kp_err_n = 0
+        self.skipped_batches = 0  # batches skipped for a non-finite loss or gradient (nonfinite=skip)
+        self.bad_samples = {"train": 0, "val": 0}  # unreadable/corrupt image files passed over by the datasets
 
     # ------------------------------------------------------------------ parts / freezing
     def _freeze(self) -> None:
@@ -149,13 +151,16 @@ class HandReconModule(pl.LightningModule):
         log_images_every_n_steps, an overlay of the prediction."""
         need_render, need_app, need_kp = self.needs()
         image, K = batch["image"], batch["K"]
+        self._count_bad_samples(batch, "train")
+        # nonfinite=skip: a skipped batch must leave no trace, batch-norm running statistics included
+        self._norm_snapshot = self._norm_buffers_copy() if self._skips_nonfinite() else None
         out = self.run_net(batch, with_appearance=need_app, with_kp_branch=need_kp)
         rend = self.render(out, K, tuple(image.shape[-2:])) if need_render else None
         total, terms = self.objective(self._loss_inputs(batch, out, rend), self.loss_terms)
         bs = image.shape[0]
         if total is None:  # non-finite loss with nonfinite=skip: skip this batch, loudly
             log.warning("step %d: non-finite loss term %s, batch skipped", self.global_step, terms.get("nonfinite_term"))
-            self.log("train/skipped_batches", 1.0, reduce_fx="sum", on_step=False, on_epoch=True, batch_size=bs)
+            self._skip_batch(bs)
             return None
         for k, v in terms.items():
             if isinstance(v, torch.Tensor):
@@ -178,7 +183,44 @@ class HandReconModule(pl.LightningModule):
         log.warning("%s: step skipped", msg)
         for p in self.parameters():
             p.grad = None
-        self.log("train/skipped_batches", 1.0, reduce_fx="sum", on_step=False, on_epoch=True)
+        self._skip_batch(None)
+
+    # ------------------------------------------------------------------ skipped batches and samples
+    def _count_bad_samples(self, batch: dict, split: str) -> None:
+        n = int(batch["bad_skipped"].sum()) if "bad_skipped" in batch else 0
+        if n:
+            self.bad_samples[split] += n
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The run's counters travel with last.ckpt (a resumed run's summary counts the whole run)."""
+        checkpoint["handrecon_counters"] = {"skipped_batches": int(self.skipped_batches),
+                                            "bad_samples": {k: int(v) for k, v in self.bad_samples.items()}}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        c = checkpoint.get("handrecon_counters") or {}
+        self.skipped_batches = int(c.get("skipped_batches", 0))
+        self.bad_samples.update({k: int(v) for k, v in (c.get("bad_samples") or {}).items()})
+
+    def _skips_nonfinite(self) -> bool:
+        return getattr(self.objective, "nonfinite", "raise") == "skip"
+
+    def _norm_buffers(self) -> list[torch.Tensor]:
+        return [b for m in self.modules() if isinstance(m, nn.modules.batchnorm._NormBase)
+                for b in (m.running_mean, m.running_var, m.num_batches_tracked) if b is not None]
+
+    def _norm_buffers_copy(self) -> list[torch.Tensor]:
+        return [b.detach().clone() for b in self._norm_buffers()]
+
+    def _skip_batch(self, batch_size: int | None) -> None:
+        """Undo the skipped forward pass's batch-norm statistics update, count and log the skip."""
+        snap = getattr(self, "_norm_snapshot", None)
+        if snap is not None:
+            with torch.no_grad():
+                for b, saved in zip(self._norm_buffers(), snap):
+                    b.copy_(saved)
+        self._norm_snapshot = None
+        self.skipped_batches += 1
+        self.log("train/skipped_batches", 1.0, reduce_fx="sum", on_step=False, on_epoch=True, batch_size=batch_size)
 
     # ------------------------------------------------------------------ validation / test
     def _eval_step(self, batch: dict, metrics, prefix: str, with_appearance: bool = False):
@@ -220,6 +262,7 @@ class HandReconModule(pl.LightningModule):
         """Lightning hook: accumulates the metrics and the mean-pose baseline of one validation batch;
         the first batch's overlay is logged."""
         log_now = batch_idx == 0 and self.log_images_every_n_steps > 0 and self.logger is not None
+        self._count_bad_samples(batch, "val")
         out = self._eval_step(batch, self.val_metrics, "val", with_appearance=log_now)
         if log_now:
             rend = self.render(out, batch["K"], tuple(batch["image"].shape[-2:]))
