@@ -12,6 +12,7 @@ import pytest
 import torch
 from fixtures_nimble import write_nimble_assets
 
+from handrecon.eval.exporters import load_params_json, save_textured_obj
 from handrecon.geometry.rotation import axis_angle_to_matrix
 from handrecon.models.hand_model import HandModel
 from handrecon.models.nimble import ASSET_FILES, MM, NIMBLEFilesNotFound, NIMBLEModel, load_nimble_pickle
@@ -224,7 +225,63 @@ def test_training_runs_every_stage_with_nimble(synth_cache, tmp_path, caplog):
         if stage in ("ssl_e2e", "ssl_finetune"):  # the textured NIMBLE skin was rendered and compared
             assert logged["train/photo_step"] > 0 and math.isfinite(logged["train/tex_reg_step"])
     assert "only the joint metrics are computed" in caplog.text
+    # predict: the MANO-topology vertices (no MANO faces given: a point cloud) and NIMBLE's textured skin
+    from handrecon.cli.predict import predict
+
+    pred = tmp_path / "pred"
+    for hand in ("right", "left"):
+        predict(compose_config(["task=predict", f"ckpt={init}", "input=synthetic:evaluation:2", f"out={pred / hand}",
+                                f"hand={hand}"], pred / hand))
+    stems = sorted(p.stem for p in (pred / "right").glob("*_overlay.png"))
+    assert len(stems) == 2
+    name = stems[0][: -len("_overlay")]
+    import trimesh
+
+    cloud = trimesh.load(pred / "right" / f"{name}.ply", process=False)
+    assert len(cloud.vertices) == 778 and not (pred / "right" / f"{name}.obj").exists()
+    skin = trimesh.load(pred / "right" / f"{name}_skin.obj", process=False)
+    m = NIMBLEModel(assets)
+    assert len(skin.faces) == len(m.faces) and skin.visual.uv is not None
+    for k in ("diffuse", "normal", "spec"):
+        assert (pred / "right" / f"{name}_skin_{k}.png").is_file()
+    params = load_params_json(pred / "right" / f"{name}.json")
+    assert params["texture_coefficients"].shape == (10,) and params["mano_topology_verts_m"].shape == (778, 3)
+    # the left hand (mirrored back): faces and their UV corners wound the other way
+    def obj(hand):
+        lines = (pred / hand / f"{name}_skin.obj").read_text().splitlines()
+        return ([ln.split()[1:] for ln in lines if ln.startswith("f ")],
+                np.array([[float(x) for x in ln.split()[1:]] for ln in lines if ln.startswith("v ")]))
+
+    (fr, vr), (fl, vl) = obj("right"), obj("left")
+    assert fl == [f[::-1] for f in fr] and vl.shape == vr.shape
     # the checkpoint holds no NIMBLE data (like a MANO file, it stays with the user)
     sd = torch.load(init, map_location="cpu", weights_only=False)["state_dict"]
     assert not [k for k in sd if k.startswith("net.hand_model.")]
     assert sd["net.appearance.texture.weight"].shape[0] == 10  # the texture-space coefficients
+
+
+def test_textured_obj_export_round_trip(tmp_path):
+    """A quad with a 2 x 3 texture: OBJ v/vt/f, an MTL naming the PNGs, PNG pixels = the map (row 0 = top)."""
+    import cv2
+    import trimesh
+
+    verts = np.array([[0.0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]])
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    vuv = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.5, 0.5]])
+    fuv = np.array([[0, 1, 2], [4, 2, 3]])
+    diffuse = np.zeros((2, 3, 3))
+    diffuse[0, 0] = [1.0, 0.0, 0.0]  # top-left texel red
+    diffuse[1, 2] = [0.0, 0.0, 1.0]  # bottom-right texel blue
+    written = save_textured_obj(tmp_path / "hand_skin.obj", verts, faces, vuv, fuv,
+                                {"diffuse": diffuse, "spec": np.full((2, 3, 3), 0.5)})
+    assert [p.name for p in written] == ["hand_skin.obj", "hand_skin.mtl", "hand_skin_diffuse.png", "hand_skin_spec.png"]
+    mtl = (tmp_path / "hand_skin.mtl").read_text()
+    assert "map_Kd hand_skin_diffuse.png" in mtl and "map_Ks hand_skin_spec.png" in mtl
+    obj = (tmp_path / "hand_skin.obj").read_text().splitlines()
+    assert obj[0] == "mtllib hand_skin.mtl" and "f 1/5 3/3 4/4" in obj
+    png = cv2.imread(str(tmp_path / "hand_skin_diffuse.png"))[..., ::-1]
+    assert png.shape == (2, 3, 3) and tuple(png[0, 0]) == (255, 0, 0) and tuple(png[1, 2]) == (0, 0, 255)
+    mesh = trimesh.load(tmp_path / "hand_skin.obj", process=False)
+    assert len(mesh.faces) == 2 and mesh.visual.material.image.size == (3, 2)
+    with pytest.raises(ValueError, match="faces_uvs must be integer"):
+        save_textured_obj(tmp_path / "bad.obj", verts, faces, vuv, fuv + 9, {"diffuse": diffuse})

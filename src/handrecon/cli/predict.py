@@ -3,7 +3,10 @@
 For each image: a square hand crop (the whole image, the model's own 2D branch as detector, or a
 given box), the network, then per image in ``out``:
   <stem>_overlay.png   the textured mesh over the image, with the silhouette outline and 2D joints
-  <stem>.obj, <stem>.ply   the mesh with vertex colours (Blender / MeshLab)
+  <stem>.obj, <stem>.ply   the mesh with vertex colours (Blender / MeshLab); with hand_model=nimble the
+                       778-vertex MANO-topology mesh (only .ply, as points, when no MANO faces are
+                       given: hand_model.mano_path), and <stem>_skin.obj/.mtl/_{diffuse,normal,spec}.png
+                       NIMBLE's own skin with its texture maps
   <stem>.json          MANO pose/shape, camera (rotation, scale, translation, K), lighting, 2D/3D joints
 and ``report.json`` listing what was written and what was skipped (non-images, unreadable files).
 ``input=synthetic:evaluation:N`` takes the first N evaluation images of the embedded dataset.
@@ -137,7 +140,7 @@ def crop_keypoints(net, images: torch.Tensor, crops: list[Crop], dets) -> tuple[
 def predict(cfg: DictConfig) -> dict:
     from handrecon.cli.checkpoint import load_module
     from handrecon.data.images import CorruptImageError, read_rgb
-    from handrecon.eval.exporters import save_obj, save_params_json, save_ply
+    from handrecon.eval.exporters import save_obj, save_params_json, save_ply, save_points_ply, save_textured_obj
 
     if not cfg.ckpt:
         raise ValueError("task=predict needs ckpt=<path to a handrecon .ckpt>")
@@ -162,7 +165,14 @@ def predict(cfg: DictConfig) -> dict:
     report: dict = {"written": [], "skipped": [], "keypoints": {}}
     out_names = output_names(files)
     dets = load_predict_detections(cfg, spec, files) if net.keypoints_in == "detections" else None
-    faces = net.hand_model.faces.cpu().numpy()
+    hm = net.hand_model
+    faces = hm.faces.cpu().numpy()
+    # a hand model with a texture space and a MANO-topology output (NIMBLE): <stem>.obj/.ply are the
+    # 778-vertex MANO-topology mesh (as evaluated; a point cloud when no MANO faces are at hand), and
+    # <stem>_skin.obj/.mtl/_{diffuse,normal,spec}.png the model's own textured skin
+    textured = getattr(hm, "tex_dim", 0) > 0
+    mano_faces = getattr(hm, "mano_faces", None)
+    mano_faces = mano_faces.cpu().numpy() if mano_faces is not None else None
     overlay_renderer = hydra.utils.instantiate(cfg.overlay_renderer)  # pictures only: no gradients needed
 
     def load_crops(paths: list[Path]) -> list[Crop]:
@@ -210,14 +220,21 @@ def predict(cfg: DictConfig) -> dict:
         with torch.inference_mode():  # what make bench times
             o = net(images, K, with_appearance=True, with_kp_branch=False, keypoints=keypoints)
             rend = module.render(o, K, (size, size), renderer=overlay_renderer)
+        with torch.inference_mode():
+            maps = hm.texture_maps(o.tex_coeffs) if textured and o.tex_coeffs is not None else None
         for j, c in enumerate(crops):
             verts, joints = o.verts[j].numpy(), o.joints[j].numpy()
-            tex = o.texture[j].numpy() if o.texture is not None else np.full_like(verts, 0.7)
+            skin, f_skin = None, None
+            if o.mano_verts is not None:  # the exported mesh is the MANO-topology one
+                skin, f_skin, verts = verts, faces, o.mano_verts[j].numpy()
+            tex = o.texture[j].numpy() if o.texture is not None and o.texture.dim() == 3 else np.full_like(verts, 0.7)
             uv = o.kp2d_proj[j].numpy()
-            f = faces
+            f = faces if skin is None else mano_faces
             if c.flipped:  # back to the left hand of the original image: mirror x, flip winding
                 verts, joints = verts * [-1, 1, 1], joints * [-1, 1, 1]
-                f = faces[:, ::-1]
+                f = None if f is None else f[:, ::-1]
+                if skin is not None:
+                    skin, f_skin = skin * [-1, 1, 1], f_skin[:, ::-1]
             uv_full = camera.apply_homography(np.linalg.inv(c.A), uv)
             crop_img = visualize.image_to_uint8(images[j])
             ov = visualize.overlay_render(crop_img, rend.rgb[j].numpy(), rend.silhouette[j].numpy())
@@ -227,8 +244,17 @@ def predict(cfg: DictConfig) -> dict:
             side_by_side = np.concatenate([cv2.resize(c.image, (size * c.image.shape[1] // c.image.shape[0], size)), ov], 1)
             base = out / c.out_name
             cv2.imwrite(str(base) + "_overlay.png", np.ascontiguousarray(side_by_side[..., ::-1]))
-            save_obj(str(base) + ".obj", verts, f, tex)
-            save_ply(str(base) + ".ply", verts, f, tex)
+            if f is not None:
+                save_obj(str(base) + ".obj", verts, f, tex)
+                save_ply(str(base) + ".ply", verts, f, tex)
+            else:  # MANO's faces are MANO's (licensed): without hand_model.mano_path, the vertices alone
+                save_points_ply(str(base) + ".ply", verts)
+            if skin is not None:
+                fuv = hm.faces_uvs.cpu().numpy()
+                save_textured_obj(str(base) + "_skin.obj", skin, f_skin, hm.verts_uvs.cpu().numpy(),
+                                  fuv[:, ::-1] if c.flipped else fuv,
+                                  {k: v[j].numpy() for k, v in maps.items()} if maps is not None else
+                                  {"diffuse": np.full((2, 2, 3), 0.7)})
             K_full = np.linalg.inv(c.A) @ c.K
             save_params_json(str(base) + ".json", {
                 "image": str(c.path), "hand": hand, "pose": o.pose[j].numpy(), "betas": o.betas[j].numpy(),
@@ -236,6 +262,8 @@ def predict(cfg: DictConfig) -> dict:
                 "scale": o.scale[j].numpy(), "translation_m": o.transl[j].numpy(), "K_crop": c.K, "K_image": K_full,
                 "crop_affine": c.A, "lighting": o.lighting[j].numpy() if o.lighting is not None else None,
                 "keypoints_2d_image_px": uv_full, "keypoints_3d_m": joints,
+                **({"texture_coefficients": o.tex_coeffs[j].numpy()} if o.tex_coeffs is not None else {}),
+                **({"mano_topology_verts_m": verts} if skin is not None else {}),
             })  # fmt: skip
             report["written"].append(str(base) + "_overlay.png")
     (out / "report.json").write_text(json.dumps(report, indent=2))

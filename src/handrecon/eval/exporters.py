@@ -1,4 +1,5 @@
-"""Exports: meshes (.obj / .ply with per-vertex colours), FreiHAND submissions, parameter JSON.
+"""Exports: meshes (.obj / .ply with per-vertex colours; UV-textured .obj + .mtl + .png), FreiHAND
+submissions, parameter JSON.
 
 Meshes are written with trimesh (``process=False``, so vertex order and count are kept as
 given). Colours may be floats in [0, 1] (a small overshoot, e.g. from lighting, is clipped) or
@@ -81,6 +82,63 @@ def save_ply(path: str | Path, verts, faces, colors=None, *, binary: bool = True
     mesh = _mesh(path, verts, faces, colors)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(mesh.export(file_type="ply", encoding="binary" if binary else "ascii"))
+    return path
+
+
+def save_textured_obj(path: str | Path, verts, faces, verts_uvs, faces_uvs, maps: dict) -> list[Path]:
+    """Write a UV-textured mesh: ``<path>.obj`` (v, vt, f v/vt), ``<path>.mtl`` and one PNG per map.
+
+    verts (V, 3); faces (F, 3) 0-based; verts_uvs (Vt, 2) in [0, 1] (OBJ convention: v = 0 at the
+    bottom of the image); faces_uvs (F, 3) the UV vertex of each face corner; maps: {"diffuse" |
+    "normal" | "spec": (T, T, 3) RGB float in [0, 1], row 0 = top}; "diffuse" is required. The MTL
+    names them map_Kd, map_Bump and map_Ks (the NIMBLE reference's material; Blender and MeshLab
+    read them). Returns the written paths (obj, mtl, pngs)."""
+    import cv2
+
+    path = Path(path).with_suffix(".obj")
+    v = _np(verts, f"{path}: verts").astype(np.float64)
+    f = _np(faces, f"{path}: faces")
+    vt = _np(verts_uvs, f"{path}: verts_uvs").astype(np.float64)
+    ft = _np(faces_uvs, f"{path}: faces_uvs")
+    _mesh(path, v, f, None)  # the geometry checks
+    if vt.ndim != 2 or vt.shape[1] != 2 or not np.isfinite(vt).all():
+        raise ValueError(f"{path}: verts_uvs must be a finite (Vt, 2) array, got {vt.shape}")
+    if ft.shape != f.shape or not np.issubdtype(ft.dtype, np.integer) or (ft.size and (ft.min() < 0 or ft.max() >= len(vt))):
+        raise ValueError(f"{path}: faces_uvs must be integer {f.shape} indices into the {len(vt)} UV vertices")
+    if "diffuse" not in maps:
+        raise ValueError(f"{path}: maps must hold a 'diffuse' map, got {sorted(maps)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keyword = {"diffuse": "map_Kd", "spec": "map_Ks", "normal": "map_Bump"}
+    written = [path, path.with_suffix(".mtl")]
+    mtl = ["newmtl material_0", "Ka 0.2 0.2 0.2", "Kd 0.8 0.8 0.8", "Ks 1.0 1.0 1.0", "Ns 0.0", "illum 2"]
+    for name, img in maps.items():
+        if name not in keyword:
+            raise ValueError(f"{path}: unknown map {name!r}; expected {sorted(keyword)}")
+        a = _np(img, f"{path}: {name} map").astype(np.float64)
+        if a.ndim != 3 or a.shape[2] != 3 or not np.isfinite(a).all():
+            raise ValueError(f"{path}: the {name} map must be a finite (H, W, 3) RGB image, got {a.shape}")
+        png = path.with_name(f"{path.stem}_{name}.png")
+        cv2.imwrite(str(png), np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)[..., ::-1])
+        mtl.append(f"{keyword[name]} {png.name}")
+        written.append(png)
+    path.with_suffix(".mtl").write_text("\n".join(mtl) + "\n")
+    lines = [f"mtllib {path.with_suffix('.mtl').name}"]
+    lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in v]
+    lines += [f"vt {a:.6f} {b:.6f}" for a, b in vt]
+    lines.append("usemtl material_0")
+    lines += [f"f {a + 1}/{ta + 1} {b + 1}/{tb + 1} {c + 1}/{tc + 1}" for (a, b, c), (ta, tb, tc) in zip(f.tolist(), ft.tolist())]
+    path.write_text("\n".join(lines) + "\n")
+    return written
+
+
+def save_points_ply(path: str | Path, points) -> Path:
+    """Write vertices without faces (a point cloud PLY), e.g. a mesh whose faces handrecon may not ship."""
+    path = Path(path)
+    p = _np(points, f"{path}: points").astype(np.float64)
+    if p.ndim != 2 or p.shape[1] != 3 or not np.isfinite(p).all():
+        raise ValueError(f"{path}: points must be a finite (N, 3) array, got {p.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(trimesh.PointCloud(p).export(file_type="ply"))
     return path
 
 
