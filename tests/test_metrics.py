@@ -15,6 +15,7 @@ from handrecon.eval.metrics import (
     evaluate_arrays,
     f_score,
     mpjpe,
+    official_transfer_to_verts,
     pa_mpjpe,
     pa_mpvpe,
     pck_curve,
@@ -244,29 +245,86 @@ def test_evaluate_arrays_perfect_and_transformed_prediction():
     pred_v = np.stack([similarity(g, *tr) for g, tr in zip(gt_v, trs)])
     m = evaluate_arrays(pred_j, gt_j, pred_v, gt_v)
     assert set(METRIC_KEYS) <= set(m) and m["n_samples"] == len(gt_j)
-    assert m["pa_mpjpe_mm"] < 1e-6 and m["pa_mpvpe_mm"] < 1e-6
+    # the official normalisation (norm + 1e-8) leaves errors of ~1e-9 m
+    assert m["pa_mpjpe_mm"] < 1e-4 and m["pa_mpvpe_mm"] < 1e-4
     # rounding leaves errors of ~1e-17 m, which fail only the 0 mm threshold: AUC >= 1 - 0.5/99
     assert m["auc_joints_aligned"] >= 1 - 0.5 / 99 - 1e-12 and m["auc_verts_aligned"] >= 1 - 0.5 / 99 - 1e-12
     assert m["f5"] == pytest.approx(1.0) and m["f15"] == pytest.approx(1.0)
     assert m["mpjpe_mm"] > 1.0  # rotation and scale are not removed by the root-relative error
 
 
-def test_different_vertex_counts_follow_official_protocol():
-    # grid vertices 20 mm apart; the prediction has only the first half of them, moved by the
-    # same similarity as the joints: the joints' transform brings them back exactly, so
-    # precision 1, recall 1/2 -> F = 2/3 at 5 and 15 mm; no per-vertex error.
-    grid = np.stack(np.meshgrid(*[np.arange(4) * 0.02] * 3, indexing="ij"), -1).reshape(-1, 3)[:50]
+def _grid(n=50, step=0.02):
+    return np.stack(np.meshgrid(*[np.arange(4) * step] * 3, indexing="ij"), -1).reshape(-1, 3)[:n]
+
+
+def test_known_offset_hand_computed():
+    # every joint and vertex 10 mm off along (0.6, 0.8, 0): vertices on a 20 mm grid, so each
+    # predicted vertex's nearest ground-truth vertex is its own (10 mm; the next is 16.1 mm)
     gt_j = np.stack([hand_like() for _ in range(3)])
-    gt_v = np.stack([grid + g[0] for g in gt_j])
-    trs = [random_similarity() for _ in range(3)]
-    pred_j = np.stack([similarity(g, *tr) for g, tr in zip(gt_j, trs)])
-    pred_v = np.stack([similarity(g[:25], *tr) for g, tr in zip(gt_v, trs)])
-    m = evaluate_arrays(pred_j, gt_j, pred_v, gt_v)
-    assert m["pa_mpvpe_mm"] is None and m["auc_verts_aligned"] is None
-    assert m["f5"] == pytest.approx(2 / 3) and m["f15"] == pytest.approx(2 / 3)
-    m = evaluate_arrays(pred_j, gt_j)  # no vertices at all
-    assert all(m[k] is None for k in ("pa_mpvpe_mm", "auc_verts_aligned", "f5", "f15"))
-    assert m["pa_mpjpe_mm"] < 1e-6
+    gt_v = np.stack([_grid() + g[0] for g in gt_j])
+    t = np.array([0.006, 0.008, 0.0])
+    m = evaluate_arrays(gt_j + t, gt_j, gt_v + t, gt_v)
+    assert m["mpjpe_abs_mm"] == pytest.approx(10.0) and m["mpvpe_abs_mm"] == pytest.approx(10.0)
+    for k in ("pa_mpjpe_mm", "st_mpjpe_mm", "pa_mpvpe_mm", "mpjpe_mm"):
+        assert m[k] == pytest.approx(0.0, abs=1e-4), k  # official eps: ~1e-9 m
+    # 10 mm is reached at threshold 20 of 0..99 (step 50/99 mm: 19.8 intervals): the PCK curve is 0
+    # up to threshold 19 and 1 from 20 on; area = 99 - 19.5 intervals -> 79.5 / 99
+    assert m["auc_joints"] == pytest.approx(79.5 / 99) and m["auc_verts"] == pytest.approx(79.5 / 99)
+    assert m["f5_unaligned"] == 0.0 and m["f15_unaligned"] == pytest.approx(1.0)
+    assert m["f5"] == pytest.approx(1.0) and m["f15"] == pytest.approx(1.0)
+
+
+def test_known_similarity_hand_computed():
+    # pred = 2 x gt, scaled about the camera centre: every alignment undoes it exactly, the
+    # unaligned error of a point is its own distance to the camera |gt_i|
+    gt_j = np.stack([hand_like() for _ in range(4)])
+    gt_v = np.stack([hand_like(30) for _ in range(4)])
+    m = evaluate_arrays(2 * gt_j, gt_j, 2 * gt_v, gt_v)
+    assert m["mpjpe_abs_mm"] == pytest.approx(1000 * np.linalg.norm(gt_j, axis=-1).mean())
+    assert m["mpvpe_abs_mm"] == pytest.approx(1000 * np.linalg.norm(gt_v, axis=-1).mean())
+    for k in ("pa_mpjpe_mm", "st_mpjpe_mm", "pa_mpvpe_mm"):
+        assert m[k] == pytest.approx(0.0, abs=1e-4), k  # official eps: ~1e-9 m
+    assert m["auc_joints"] == 0.0  # every joint ~0.5 m off
+    assert m["mpjpe_mm"] == pytest.approx(1000 * np.linalg.norm(gt_j - gt_j[:, :1], axis=-1).mean())
+
+
+def test_different_vertex_counts_follow_official_protocol():
+    # the official scripts move a mesh of another vertex count with the joints' transform,
+    # rotating about the vertices' centroid and scaling by s * |gt joints - centroid| (no
+    # division by the prediction's norm). Joints: a pure 0.1 m offset, gt joints scaled to a
+    # centred norm of exactly 0.5 -> R = I, s = 1, so the vertices shrink to half about their
+    # centroid and move back by the offset.
+    d = 0.02
+    gt_j = hand_like()
+    gt_j = 0.5 * (gt_j - gt_j.mean(0)) / np.linalg.norm(gt_j - gt_j.mean(0)) + gt_j.mean(0)
+    c = gt_j[0]
+    gt_v = c + np.array([[-d, 0, 0], [0, 0, 0], [d, 0, 0]])
+    off = np.array([0.0, 0.1, 0.0])
+    pred_v = c + np.array([[-d, 0, 0], [d, 0, 0]]) + off  # 2 vertices: another "topology"
+    aligned = official_transfer_to_verts(pred_v, gt_j + off, gt_j)
+    np.testing.assert_allclose(aligned, c + np.array([[-d / 2, 0, 0], [d / 2, 0, 0]]), atol=1e-9)
+    m = evaluate_arrays((gt_j + off)[None], gt_j[None], pred_v[None], gt_v[None])
+    # aligned at +-10 mm: every point of either set is 10 mm from the nearest of the other
+    assert m["f5"] == 0.0 and m["f15"] == pytest.approx(1.0)
+    assert m["f5_unaligned"] == 0.0 and m["f15_unaligned"] == 0.0  # 100 mm away
+    for k in ("pa_mpvpe_mm", "mpvpe_abs_mm", "auc_verts", "auc_verts_aligned"):
+        assert m[k] is None, k  # no per-vertex error for another vertex count
+    assert m["pa_mpjpe_mm"] == pytest.approx(0.0, abs=1e-4)
+    m = evaluate_arrays(gt_j[None], gt_j[None])  # no vertices at all
+    assert all(m[k] is None for k in ("pa_mpvpe_mm", "auc_verts_aligned", "f5", "f15", "f5_unaligned"))
+
+
+def test_reflection_and_zero_prediction_as_the_official_scripts():
+    # the official Procrustes (scipy's orthogonal_procrustes) allows a reflection: a mirrored
+    # hand aligns exactly; an all-zero prediction is aligned to the ground truth's centroid
+    gt_j = np.stack([hand_like() for _ in range(2)])
+    pred = gt_j * np.array([-1.0, 1.0, 1.0])
+    assert evaluate_arrays(pred, gt_j)["pa_mpjpe_mm"] == pytest.approx(0.0, abs=1e-4)
+    m = evaluate_arrays(np.zeros_like(gt_j), gt_j)
+    spread = np.linalg.norm(gt_j - gt_j.mean(1, keepdims=True), axis=-1).mean() * 1000
+    assert m["pa_mpjpe_mm"] == pytest.approx(spread)
+    # HO3D's scale-translation alignment of a zero prediction puts every joint on the gt wrist
+    assert m["st_mpjpe_mm"] == pytest.approx(np.linalg.norm(gt_j - gt_j[:, :1], axis=-1).mean() * 1000)
 
 
 def test_hand_metrics_accumulates_like_evaluate_arrays():

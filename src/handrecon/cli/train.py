@@ -91,8 +91,9 @@ def train(cfg: DictConfig) -> dict:
     loaded = module.init_from(cfg.init_from)
     if loaded:
         log.info("initialised %d tensors from %s", len(loaded), cfg.init_from)
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    # a callback switched off on the command line (callbacks.lr_monitor=null) is None: skipped
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     if not loggers:  # logger=none: a learning-rate monitor has nowhere to write (Lightning refuses it)
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -130,17 +131,20 @@ def train(cfg: DictConfig) -> dict:
 
 
 def write_metrics(output_dir: Path, metrics: dict) -> dict:
-    """metrics.json of the run: the evaluator's keys (val/*, mm) plus the mean-pose baseline."""
-    from handrecon.eval.metrics import METRIC_KEYS
+    """metrics.json of the run: the evaluator's keys (val/*, mm; null where validation could not
+    compute them, e.g. mesh metrics without ground-truth meshes) plus the mean-pose baseline.
+    Written when validation computed any of them."""
+    from handrecon.eval.metrics import METRIC_KEYS, as_json_metrics
 
-    out = {k: metrics[f"val/{k}"] for k in METRIC_KEYS if f"val/{k}" in metrics}
+    out = as_json_metrics({k: metrics.get(f"val/{k}") for k in METRIC_KEYS})
     if "val/baseline_pa_mpjpe_mm" in metrics:
         out["baseline_pa_mpjpe_mm"] = metrics["val/baseline_pa_mpjpe_mm"]
-    if out:
+    if any(v is not None for v in out.values()):
         (output_dir / "metrics.json").write_text(json.dumps(out, indent=2))
-        table = "\n".join(f"  {k:<22} {v:10.4f}" for k, v in out.items())
-        print(f"validation metrics ({output_dir / 'metrics.json'}):\n{table}")
-    return out
+        table = "\n".join(f"  {k:<24} {'-' if v is None else f'{v:10.4f}':>10}" for k, v in out.items())
+        print(f"validation metrics ({output_dir / 'metrics.json'}; -: not computable):\n{table}")
+        return out
+    return {}
 
 
 def run(cfg: DictConfig):

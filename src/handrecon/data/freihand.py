@@ -377,7 +377,8 @@ class FreiHANDDataset(RobustDataset):
             "mask": mask, "is_right": self.is_right, "crop": crop, "center": np.asarray(center, np.float64),
         }  # fmt: skip
         meta = {
-            "has_3d": has_3d, "name": image_name(img_index), "index": img_index,
+            "has_3d": has_3d, "has_verts": has_3d and self.ann.verts is not None,
+            "name": image_name(img_index), "index": img_index,
             "appearance_weight": self.original_weight if version == 0 else self.augmented_weight,
         }  # fmt: skip
         return raw, meta

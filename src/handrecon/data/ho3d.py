@@ -283,7 +283,8 @@ class HO3DDataset(RobustDataset):
             "verts3d": np.zeros((1, 3)), "mask": None, "is_right": True,
             "crop": T.box_affine(center, size, self.image_size), "center": np.asarray(center, np.float64),
         }  # fmt: skip
-        meta_out = {"has_3d": joints is not None, "name": self.names[line], "index": line, "appearance_weight": 1.0}
+        meta_out = {"has_3d": joints is not None, "has_verts": False, "name": self.names[line], "index": line,
+                    "appearance_weight": 1.0}
         return raw, meta_out
 
     def _crop_box(self, kp2d, conf, joints, bbox, K, W, H) -> tuple[tuple[float, float], float]:

@@ -290,14 +290,16 @@ def apply(sample: Mapping, rng: np.random.Generator | None = None, augment: Augm
     }
 
 
-def to_model_sample(s: Mapping, *, has_3d: bool, name: str, index: int, appearance_weight: float = 1.0) -> dict:
+def to_model_sample(s: Mapping, *, has_3d: bool, name: str, index: int, appearance_weight: float = 1.0,
+                    has_verts: bool | None = None) -> dict:
     """Output of :func:`apply` -> the model's sample contract (S = crop size)::
 
         image (3, S, S) float32 RGB in [0, 1], unnormalised   K (3, 3) float32 for the crop
         kp2d (21, 2) float32 detections in crop px (canonical order)   kp2d_conf (21,) float32
         joints3d (21, 3) float32 metres, camera frame (zeros if unknown)
         verts3d (V, 3) float32 (zeros (1, 3) for every sample of a dataset without vertices)
-        has_3d bool   mask (S, S) float32 (zeros if unknown)   has_mask bool   is_right bool
+        has_3d bool   has_verts bool (verts3d is a real mesh; None: has_3d and more than one vertex)
+        mask (S, S) float32 (zeros if unknown)   has_mask bool   is_right bool
         appearance_weight float32 scalar   name str   index int
     """
     img = np.ascontiguousarray(np.asarray(s["image"], np.float32).transpose(2, 0, 1))  # (3, S, S)
@@ -313,6 +315,7 @@ def to_model_sample(s: Mapping, *, has_3d: bool, name: str, index: int, appearan
         "joints3d": torch.as_tensor(np.asarray(s["joints3d"], np.float32)),
         "verts3d": torch.as_tensor(np.asarray(s["verts3d"], np.float32)),
         "has_3d": torch.tensor(bool(has_3d)),
+        "has_verts": torch.tensor(bool(has_3d and len(s["verts3d"]) > 1) if has_verts is None else bool(has_verts)),
         "mask": torch.as_tensor(np.ascontiguousarray(mask)),
         "has_mask": torch.tensor(bool(has_mask)),
         "is_right": torch.tensor(bool(s["is_right"])),
@@ -323,7 +326,7 @@ def to_model_sample(s: Mapping, *, has_3d: bool, name: str, index: int, appearan
 
 
 SAMPLE_KEYS: tuple[str, ...] = (
-    "image", "K", "kp2d", "kp2d_conf", "joints3d", "verts3d", "has_3d", "mask", "has_mask", "is_right",
+    "image", "K", "kp2d", "kp2d_conf", "joints3d", "verts3d", "has_3d", "has_verts", "mask", "has_mask", "is_right",
     "appearance_weight", "name", "index",
 )  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""Evaluation: metrics (FreiHAND / HO3D protocol), the FreiHAND evaluator, submission and mesh exporters."""
+"""Evaluation: metrics (FreiHAND / HO3D protocol), the FreiHAND and HO3D scorers, submission and mesh exporters."""
 
 from handrecon.eval.exporters import (
     load_params_json,
@@ -9,13 +9,16 @@ from handrecon.eval.exporters import (
 )
 from handrecon.eval.metrics import (
     METRIC_KEYS,
+    VERTEX_KEYS,
     HandMetrics,
     Similarity,
     align_with_transform,
+    as_json_metrics,
     auc,
     evaluate_arrays,
     f_score,
     mpjpe,
+    official_transfer_to_verts,
     pa_mpjpe,
     pa_mpvpe,
     pck_curve,
@@ -27,14 +30,17 @@ from handrecon.eval.metrics import (
 
 __all__ = [
     "METRIC_KEYS",
+    "VERTEX_KEYS",
     "HandMetrics",
     "Similarity",
     "align_with_transform",
+    "as_json_metrics",
     "auc",
     "evaluate_arrays",
     "f_score",
     "load_params_json",
     "mpjpe",
+    "official_transfer_to_verts",
     "pa_mpjpe",
     "pa_mpvpe",
     "pck_curve",

@@ -2,63 +2,49 @@
 
 Layout (as distributed by FreiHAND)::
 
-    GT_ROOT/<split>_xyz.json     list of N joint sets, each 21 x 3 (metres, FreiHAND order)
+    GT_ROOT/<split>_xyz.json     list of N joint sets, each 21 x 3 (metres, FreiHAND order, OpenCV axes)
     GT_ROOT/<split>_verts.json   list of N vertex sets, each V x 3 (MANO: V = 778)
     PRED_JSON                    [xyz_list, verts_list], the Codalab submission format
                                  (handrecon.eval.exporters.write_freihand_pred writes it)
 
-``split`` is ``evaluation`` (3960 samples) or ``training``. Writes ``metrics.json``,
-``pck_joints.png`` and (when vertex errors exist) ``pck_verts.png`` into ``out_dir``
-(default: the folder of PRED_JSON). See :mod:`handrecon.eval.metrics` for the protocol.
+The evaluation split's ground truth (``evaluation_xyz.json``, ``evaluation_verts.json``) is not
+in the training download: it is the separate FreiHAND_pub_v2_eval download, unpacked into the
+same folder. ``split`` is ``evaluation`` (3960 samples) or ``training``. Writes
+``metrics.json`` (the keys of :data:`handrecon.eval.metrics.METRIC_KEYS`, null where not
+computable), ``pck_joints.png`` and (when vertex errors exist) ``pck_verts.png`` into
+``out_dir`` (default: the folder of PRED_JSON), and prints a table. A submission in HO3D's
+convention (OpenGL axes, HO3D joint order) is refused (:mod:`handrecon.eval.scoring`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from handrecon.eval.metrics import METRIC_KEYS, evaluate_arrays
-from handrecon.eval.plots import save_pck_plot
+from handrecon.eval.scoring import (
+    ConventionError,
+    check_convention,
+    format_table,
+    load_json,
+    notes,
+    load_prediction,
+    score,
+    stack_points,
+)
 from handrecon.joints import NUM_JOINTS
 
 SPLITS = ("evaluation", "training")
+#: published sample counts
+SIZES = {"evaluation": 3960, "training": 32560}
+GT_HINT = (
+    " (FreiHAND's evaluation annotations are a separate download, FreiHAND_pub_v2_eval: unpack its "
+    "evaluation_xyz.json and evaluation_verts.json into this folder)"
+)
 
-
-def _load_json(path: Path, what: str):
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        with open(path) as fi:
-            return json.load(fi)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
-
-
-def _stack(entries, path: Path, what: str, n_points: int | None) -> np.ndarray:
-    """List of (n_points, 3) entries -> (N, n_points, 3); n_points None: any count, equal for all."""
-    if not isinstance(entries, list):
-        raise ValueError(f"{path}: {what} must be a list of per-sample point lists")
-    arrays = []
-    expected = n_points
-    for i, e in enumerate(entries):
-        try:
-            a = np.asarray(e, dtype=np.float64)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{path}: {what} entry {i} is not a numeric (P, 3) array ({exc})") from exc
-        if expected is None and a.ndim == 2:
-            expected = a.shape[0]
-        if a.ndim != 2 or a.shape != (expected, 3):
-            raise ValueError(f"{path}: {what} entry {i} has shape {a.shape}, expected ({expected}, 3)")
-        if not np.isfinite(a).all():
-            raise ValueError(f"{path}: {what} entry {i} contains NaN or inf")
-        arrays.append(a)
-    if not arrays:
-        return np.zeros((0, n_points or 0, 3))
-    return np.stack(arrays)
+__all__ = ["evaluate_freihand", "load_ground_truth", "load_prediction", "format_table", "main", "ConventionError"]
 
 
 def load_ground_truth(gt_root: str | Path, split: str = "evaluation") -> tuple[np.ndarray, np.ndarray]:
@@ -70,29 +56,13 @@ def load_ground_truth(gt_root: str | Path, split: str = "evaluation") -> tuple[n
     if not root.is_dir():
         raise FileNotFoundError(f"FreiHAND ground-truth folder not found: {root}")
     xyz_path, verts_path = root / f"{split}_xyz.json", root / f"{split}_verts.json"
-    joints = _stack(_load_json(xyz_path, "FreiHAND joint ground truth"), xyz_path, "joints", NUM_JOINTS)
-    verts = _stack(_load_json(verts_path, "FreiHAND vertex ground truth"), verts_path, "vertices", None)
+    hint = GT_HINT if split == "evaluation" else ""
+    joints = stack_points(load_json(xyz_path, "FreiHAND joint ground truth", hint), xyz_path, "joints", NUM_JOINTS)
+    verts = stack_points(load_json(verts_path, "FreiHAND vertex ground truth", hint), verts_path, "vertices", None)
     if len(joints) != len(verts):
         raise ValueError(f"{xyz_path} has {len(joints)} samples but {verts_path} has {len(verts)}")
     if len(joints) == 0:
         raise ValueError(f"{xyz_path}: no samples")
-    return joints, verts
-
-
-def load_prediction(pred_path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read a submission ``[xyz_list, verts_list]`` -> (joints (N, 21, 3), verts (N, V, 3) or
-    None when verts_list is empty)."""
-    path = Path(pred_path)
-    pred = _load_json(path, "prediction file")
-    if not isinstance(pred, list) or len(pred) != 2:
-        raise ValueError(
-            f"{path}: expected [xyz_list, verts_list] (a JSON list of two lists), "
-            f"got {type(pred).__name__} of length {len(pred) if isinstance(pred, list) else '-'}"
-        )
-    joints = _stack(pred[0], path, "xyz_list", NUM_JOINTS)
-    verts = None if pred[1] == [] else _stack(pred[1], path, "verts_list", None)
-    if verts is not None and len(verts) != len(joints):
-        raise ValueError(f"{path}: xyz_list has {len(joints)} entries but verts_list has {len(verts)}")
     return joints, verts
 
 
@@ -105,8 +75,9 @@ def evaluate_freihand(
     plots: bool = True,
 ) -> dict:
     """Evaluate a FreiHAND submission against the ground truth; returns the metrics dict
-    (keys of :data:`handrecon.eval.metrics.METRIC_KEYS` plus n_samples, split, pred_file;
-    vertex keys None when not computable) and writes metrics.json and PCK plots to out_dir."""
+    (keys of :data:`handrecon.eval.metrics.METRIC_KEYS` plus n_samples, benchmark, split,
+    pred_file; None where not computable) and writes metrics.json and PCK plots to out_dir.
+    Raises :class:`ConventionError` for a submission in HO3D's convention."""
     pred_path = Path(pred_path)
     pred_joints, pred_verts = load_prediction(pred_path)
     gt_joints, gt_verts = load_ground_truth(gt_root, split)
@@ -115,42 +86,11 @@ def evaluate_freihand(
             f"{pred_path}: {len(pred_joints)} predictions but the {split} ground truth in {gt_root} "
             f"has {len(gt_joints)} samples"
         )
-    metrics, curves = evaluate_arrays(pred_joints, gt_joints, pred_verts, gt_verts, return_curves=True)
-    metrics["split"] = split
-    metrics["pred_file"] = str(pred_path)
+    check_convention(pred_joints, pred_verts, gt_joints, "freihand", pred_path)
+    meta = {"benchmark": "freihand", "split": split, "pred_file": str(pred_path)}
     out = Path(out_dir) if out_dir is not None else pred_path.parent
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "metrics.json", "w") as fo:
-        json.dump(metrics, fo, indent=2)
-    if plots:
-        thr_mm = curves["thresholds_m"] * 1000.0
-        save_pck_plot(
-            {
-                "PA-aligned": (thr_mm, curves["pck_joints_aligned"]),
-                "root-relative": (thr_mm, curves["pck_joints"]),
-            },
-            out / "pck_joints.png",
-            title=f"FreiHAND {split}: 3D joints",
-        )
-        if curves["pck_verts_aligned"] is not None:
-            save_pck_plot(
-                {"PA-aligned": (thr_mm, curves["pck_verts_aligned"])},
-                out / "pck_verts.png",
-                title=f"FreiHAND {split}: mesh vertices",
-                ylabel="PCV",
-            )
-    return metrics
-
-
-def format_table(metrics: dict) -> str:
-    """Two-column text table of the metric keys (``-`` for values that were not computable)."""
-    rows = [(k, metrics.get(k)) for k in (*METRIC_KEYS, "n_samples")]
-    width = max(len(k) for k, _ in rows)
-    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  --------"]
-    for k, v in rows:
-        val = "-" if v is None else (f"{v:d}" if isinstance(v, int) else f"{v:.4f}")
-        lines.append(f"{k:<{width}}  {val}")
-    return "\n".join(lines)
+    return score(pred_joints, pred_verts, gt_joints, gt_verts, out=out, meta=meta, plots=plots,
+                 title=f"FreiHAND {split}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_table(metrics))
+    for note in notes(metrics, SIZES[args.split], f"FreiHAND {args.split}"):
+        print(f"note: {note}")
     out = Path(args.out_dir) if args.out_dir else Path(args.pred_json).parent
     print(f"metrics written to {out / 'metrics.json'}")
     return 0

@@ -229,9 +229,11 @@ class HandReconModule(pl.LightningModule):
         out = self.run_net(batch, with_appearance=with_appearance, with_kp_branch=need_kp)
         has = batch["has_3d"].bool()
         if has.any():
-            gt_v = batch["verts3d"][has]
-            pred_v = out.eval_verts[has]
-            if pred_v.shape[1] != gt_v.shape[1]:  # joints compare, meshes of different topologies do not
+            # ground-truth meshes (HO3D has none): without them the vertex metrics stay null, not 0
+            with_v = bool(batch["has_verts"][has].all()) if "has_verts" in batch else True
+            gt_v = batch["verts3d"][has] if with_v else None
+            pred_v = out.eval_verts[has] if with_v else None
+            if gt_v is not None and pred_v.shape[1] != gt_v.shape[1]:  # joints compare, meshes of different topologies do not
                 self._mesh_topology_mismatch(pred_v.shape[1], gt_v.shape[1])
                 pred_v = gt_v = None
             metrics.update(out.joints[has], batch["joints3d"][has], pred_v, gt_v)
