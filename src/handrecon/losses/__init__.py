@@ -1,6 +1,6 @@
-"""Loss terms of the method (terms), the mesh Laplacian (mesh) and the weighted objective (objective)."""
+"""Loss terms of the method (terms), the cotangent mesh Laplacian (mesh) and the weighted objective (objective)."""
 
-from handrecon.losses.mesh import UniformLaplacian, edges_from_faces
+from handrecon.losses.mesh import CotangentLaplacian, cotangent_weights
 from handrecon.losses.objective import (
     METHOD_NAMES,
     TERM_NAMES,
@@ -15,6 +15,6 @@ __all__ = [
     "LossInputs",
     "NonFiniteLossError",
     "SSLObjective",
-    "UniformLaplacian",
-    "edges_from_faces",
+    "CotangentLaplacian",
+    "cotangent_weights",
 ]

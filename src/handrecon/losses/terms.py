@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from handrecon.joints import BONES, FINGERTIPS, NUM_JOINTS, WRIST
@@ -129,16 +128,19 @@ def bone_direction_loss(pred_uv: Tensor, det_uv: Tensor, conf: Tensor) -> Tensor
     """open_bone_direc: 2D bone directions of the projection vs the detection -> (B,).
 
     pred_uv, det_uv: (B, 21, 2) px; conf: (B, 21). For each of the 20 bones the squared difference
-    of the unit directions (in [0, 4]), weighted by the product of the endpoint confidences and
-    normalised by the sample's sum of those weights. Invariant to the scale and position of either
-    skeleton.
+    of the unit directions (in [0, 4]), weighted by the product of the endpoint confidences, then
+    the MEAN over the 20 bones (as the reference: not divided by the sum of the weights; the batch
+    mean of this is the reference's mean over B x 20 bones). Invariant to the scale and position of
+    either skeleton.
     """
     _check("bone_direction_loss pred_uv", pred_uv, (None, NUM_JOINTS, 2))
     _check("bone_direction_loss det_uv", det_uv, tuple(pred_uv.shape))
     _check("bone_direction_loss conf", conf, tuple(pred_uv.shape[:2]))
     det_uv = _drop_unused(det_uv, conf)
     diff = _unit(bone_vectors(pred_uv)) - _unit(bone_vectors(det_uv))  # (B, 20, 2)
-    return weighted_mean((diff * diff).sum(-1), bone_weights(conf))
+    w = bone_weights(conf)  # (B, 20)
+    err = (diff * diff).sum(-1)
+    return torch.where(w > 0, err * w, torch.zeros_like(err)).mean(-1)
 
 
 def heatmap_integral_loss(stage_uv: Sequence[Tensor], det_uv: Tensor, conf: Tensor) -> Tensor:
@@ -188,17 +190,20 @@ def kp2d_gt_loss(pred_uv: Tensor, gt_uv: Tensor, has_2d: Tensor | None = None, b
 # ----------------------------------------------------------------------------- 3D / model priors
 
 
-def pose_prior_loss(violation: Tensor, bend_weight: float = 2.0) -> Tensor:
-    """tsa_poses: anatomical pose prior -> (B,).
+def pose_prior_loss(violation: Tensor, z_weight: float = 2.0, rows: int = 16) -> Tensor:
+    """tsa_poses: the reference's pose prior -> (B,).
 
-    violation: (B, 15, 3) non-negative amounts (radians) by which each finger joint's
-    [twist, splay, bend] lies outside its anatomical range (0 inside; computed by
-    handrecon.models.anatomy.limit_violation). Mean over joints and the three angles with the bend
-    column weighted ``bend_weight`` (2 in the method), i.e. linear outside the ranges.
+    violation: (B, 15, 3) non-negative amounts (radians) by which each finger joint's raw MANO
+    axis-angle components [x, y, z] lie outside the reference's box (0 inside; computed by
+    handrecon.models.anatomy.pose_violation). The z column is weighted ``z_weight`` (2 in the
+    reference), then the sum is divided by ``rows`` x 3: the reference averages over 16 x 3 values
+    whose root row (its fixed root rotation, always inside its box) is 0. Linear outside the box.
     """
     _check("pose_prior_loss violation", violation, (None, 15, 3))
-    col = violation.new_tensor([1.0, 1.0, float(bend_weight)])
-    return (violation * col).mean(dim=(-2, -1))
+    if rows < 15:
+        raise ValueError(f"pose_prior_loss: rows must be >= 15, got {rows}")
+    col = violation.new_tensor([1.0, 1.0, float(z_weight)])
+    return (violation * col).sum(dim=(-2, -1)) / (3.0 * rows)
 
 
 def scale_loss(joints3d: Tensor, ref_length: float = 0.0282, bone: tuple[int, int] = (9, 10)) -> Tensor:
@@ -222,27 +227,16 @@ def shape_loss(betas: Tensor) -> Tensor:
     return (betas * betas).mean(-1)
 
 
-def laplacian_loss(verts: Tensor, lap, ref_verts: Tensor | None = None) -> Tensor:
-    """triangle: mean squared norm of the uniform Laplacian of the mesh -> (B,).
+def laplacian_loss(verts: Tensor, lap) -> Tensor:
+    """triangle: mean over the vertices of the norm (not squared) of the mesh Laplacian -> (B,).
 
-    verts: (B, V, 3); lap: a :class:`handrecon.losses.mesh.UniformLaplacian` (or any callable
-    (B, V, 3) -> (B, V, 3)); ref_verts: optional (V, 3) reference mesh.
-
-    It regularises the deformed mesh: each vertex is pulled towards the mean of its neighbours,
-    penalising spikes and crumpled surfaces. Without ``ref_verts`` even the rest hand has a
-    non-zero cost (its fingers, knuckles and nails are curved), so the term also biases the mesh
-    towards a flatter surface. With ``ref_verts`` the cost is |L(verts) - L(ref_verts)|^2: only
-    the change of the differential coordinates relative to the reference is penalised, so the
-    reference itself (e.g. MANO's template) costs exactly 0. L commutes with rotation and scale
-    (L(s R x + t) = s R L(x)), so with ``ref_verts`` pass vertices in the same frame and scale as
-    the reference (the hand frame before the global rotation and scale), not camera-frame ones.
+    verts: (B, V, 3) the predicted mesh (camera frame, metres, as the reference); lap: a
+    :class:`handrecon.losses.mesh.CotangentLaplacian` (or any callable (B, V, 3) -> (B, V, 3)).
+    The reference's value: ``|L x_i|`` averaged over the B x V vertices (the batch mean of this).
+    It penalises curvature (spikes, crumples) linearly; even the rest hand has a non-zero cost.
     """
     _check("laplacian_loss verts", verts, (None, None, 3))
-    lv = lap(verts)  # (B, V, 3)
-    if ref_verts is not None:
-        _check("laplacian_loss ref_verts", ref_verts, (verts.shape[1], 3))
-        lv = lv - lap(ref_verts.to(verts)).unsqueeze(0)
-    return (lv * lv).sum(-1).mean(-1)
+    return torch.linalg.vector_norm(lap(verts), dim=-1).mean(-1)
 
 
 def joints3d_loss(pred: Tensor, gt: Tensor, has_3d: Tensor | None = None, root: int = 9,
@@ -267,10 +261,10 @@ def joints3d_loss(pred: Tensor, gt: Tensor, has_3d: Tensor | None = None, root: 
 
 
 def reliability_weight(conf: Tensor, threshold: float = 0.1) -> Tensor:
-    """(B,) detection reliability from conf (B, 21): the mean confidence, 0 where any keypoint's
-    confidence is below ``threshold`` (the detection, hence the fitted hand, is not trusted)."""
+    """(B,) detection reliability from conf (B, 21): the mean confidence, 0 unless every keypoint's
+    confidence is above ``threshold`` (the reference's ``texture_con``; the objective squares it)."""
     _check("reliability_weight conf", conf, (None, None))
-    ok = (conf >= threshold).all(-1)
+    ok = (conf > threshold).all(-1)
     return torch.where(ok, conf.mean(-1), torch.zeros_like(conf[:, 0]))
 
 
@@ -281,47 +275,48 @@ def _check_images(fn: str, render: Tensor, image: Tensor, silhouette: Tensor) ->
 
 
 def photometric_loss(render_rgb: Tensor, image: Tensor, silhouette: Tensor) -> Tensor:
-    """texture: L1 between rendering and image INSIDE the rendered silhouette only -> (B,).
+    """texture: L1 between the rendering composited over the image and the image -> (B,).
 
-    render_rgb, image: (B, H, W, 3) in [0, 1]; silhouette: (B, H, W) soft in [0, 1]. Per pixel the
-    mean absolute colour difference, weighted by the silhouette and normalised by the silhouette
-    area, so background pixels (silhouette 0) never count: the reference compared a white-background
-    rendering with the masked image and so added a constant error for every background pixel.
-    An empty silhouette gives 0. Gradients also reach the silhouette (the area can grow over
-    pixels whose image colour matches the hand).
+    render_rgb, image: (B, H, W, 3) in [0, 1]; silhouette: (B, H, W) soft in [0, 1]. The per pixel
+    error is ``silhouette x |render - image|`` (= |composite - image| for the composite
+    ``silhouette x render + (1 - silhouette) x image``), averaged over ALL pixels and channels as in
+    the reference, so the weight 5e-3 keeps its meaning. The reference compared a white-background
+    rendering with the image masked by the rendered silhouette, which adds a constant error of 1
+    for every background pixel (a known fault): here the background contributes 0. Gradients also
+    reach the silhouette.
     """
     _check_images("photometric_loss", render_rgb, image, silhouette)
-    err = (render_rgb - image).abs().mean(-1).flatten(1)  # (B, HW)
-    return weighted_mean(err, silhouette.flatten(1))
-
-
-def masked_mean_colour(rgb: Tensor, silhouette: Tensor) -> Tensor:
-    """(B, 3) silhouette-weighted mean colour of rgb (B, H, W, 3); 0 for an empty silhouette."""
-    w = silhouette.flatten(1).unsqueeze(-1)  # (B, HW, 1)
-    return safe_divide((rgb.flatten(1, 2) * w).sum(1), w.sum(1))
+    return ((render_rgb - image).abs() * silhouette.unsqueeze(-1)).flatten(1).mean(-1)
 
 
 def mean_rgb_loss(render_rgb: Tensor, image: Tensor, silhouette: Tensor) -> Tensor:
-    """mrgb: L1 (mean over RGB) between the silhouette-weighted mean colour of the rendering and of
-    the image -> (B,). render_rgb, image: (B, H, W, 3); silhouette: (B, H, W)."""
+    """mrgb: |mean of the composited rendering - mean of the image| -> (B,).
+
+    render_rgb, image: (B, H, W, 3); silhouette: (B, H, W). As the reference, one mean over all
+    pixels and channels of each image, then the absolute difference; the rendering is composited
+    over the image (``silhouette x (render - image)``), so, unlike the reference's white
+    background, the background adds nothing.
+    """
     _check_images("mean_rgb_loss", render_rgb, image, silhouette)
-    return (masked_mean_colour(render_rgb, silhouette) - masked_mean_colour(image, silhouette)).abs().mean(-1)
+    return ((render_rgb - image) * silhouette.unsqueeze(-1)).flatten(1).mean(-1).abs()
 
 
 def texture_outlier_loss(texture: Tensor, k: float = 2.0, tol: float = 1e-6) -> Tensor:
     """mtex: penalise texture colours outside the sample's mean +- k std (per channel) -> (B,).
 
-    texture: (B, V, 3) (per vertex or per face colours). The penalty is the distance beyond the
-    band (a hinge, 0 inside, continuous at its edge), averaged over V and the channels. Mean and
-    std (population) are per sample and channel and are treated as constants (detached), so the
-    term only pulls outliers towards the band and cannot lower itself by widening the spread.
-    ``tol`` widens the band slightly so that float round-off of a constant texture costs 0.
+    texture: (B, V, 3) (per vertex or per face colours). As the reference, a colour outside the
+    band costs its distance to the MEAN (|colour - mean|, 0 inside the band), averaged over V and
+    the channels. Mean and std (unbiased, as torch.std in the reference) are per sample and channel
+    and are treated as constants (detached; the reference also differentiates them), so the term
+    pulls outliers towards the mean and cannot lower itself by widening the spread. ``tol`` widens
+    the band slightly so that float round-off of a constant texture costs 0.
     """
     _check("texture_outlier_loss texture", texture, (None, None, 3))
     mean = texture.mean(1, keepdim=True).detach()  # (B, 1, 3)
-    half = k * texture.std(1, keepdim=True, correction=0).detach() + tol  # (B, 1, 3)
-    excess = F.relu(texture - (mean + half)) + F.relu((mean - half) - texture)
-    return excess.mean(dim=(-2, -1))
+    half = k * texture.std(1, keepdim=True).detach() + tol  # (B, 1, 3)
+    dev = texture - mean
+    outside = dev.abs() > half
+    return torch.where(outside, dev.abs(), torch.zeros_like(dev)).mean(dim=(-2, -1))
 
 
 def ssim_loss(render_rgb: Tensor, image: Tensor, silhouette: Tensor, sigma: float = 1.0) -> Tensor:
