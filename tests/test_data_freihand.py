@@ -56,7 +56,7 @@ def test_one_version_layout_reads_like_the_synthetic_set(tmp_path):
     make_freihand_tree(tmp_path, n=3, versions=1, n_eval=2, size=64, with_masks=False)
     ds = FreiHANDDataset(tmp_path, "training", image_size=64)
     assert ds.versions == (0,) and len(ds) == 3
-    assert all(float(ds[i]["appearance_weight"]) == 1.0 for i in range(3))
+    assert all(float(ds[i]["appearance_weight"]) == pytest.approx(1.1) for i in range(3))
     ev = FreiHANDDataset(tmp_path, "evaluation", image_size=64)
     s = ev[1]
     assert bool(s["has_3d"]) and s["verts3d"].shape == (12, 3) and _reproj(s) < 0.02
@@ -83,8 +83,8 @@ def test_training_sample_contract_and_identity_at_native_size(tree):
     # the mask of the original (id 2) serves version 1
     assert bool(s["has_mask"])
     np.testing.assert_array_equal(s["mask"].numpy(), read_mask(tree["root"] / "training" / "mask" / "00000002.jpg"))
-    # appearance weight: the green-screen original vs the background-augmented versions
-    assert float(ds[2]["appearance_weight"]) == 1.0 and float(s["appearance_weight"]) == 0.5
+    # appearance weight (the reference's): the green-screen original 1.1, background-augmented versions 0.1
+    assert float(ds[2]["appearance_weight"]) == pytest.approx(1.1) and float(s["appearance_weight"]) == pytest.approx(0.1)
 
 
 def test_resize_and_crop_keep_projection_on_keypoints(tree):

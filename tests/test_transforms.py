@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -191,3 +192,31 @@ def test_to_model_sample_contract():
     assert s["mask"].shape == (64, 64) and not bool(s["has_mask"]) and float(s["mask"].abs().sum()) == 0
     assert bool(s["has_3d"]) and bool(s["is_right"]) and float(s["appearance_weight"]) == 0.5
     assert s["kp2d"].shape == (21, 2) and s["kp2d_conf"].shape == (21,) and s["joints3d"].shape == (21, 3)
+
+
+def test_default_augmentation_is_the_references_uniform_rotation_only():
+    rng = np.random.default_rng(0)
+    draws = [T.sample_params(T.Augment(), rng) for _ in range(2000)]
+    angles = np.array([p.angle for p in draws])
+    assert angles.min() >= -np.pi and angles.max() <= np.pi
+    assert angles.min() < -0.95 * np.pi and angles.max() > 0.95 * np.pi  # the full +-180 deg
+    assert abs(angles.mean()) < 0.1 and abs(angles.std() - np.pi / np.sqrt(3)) < 0.05  # uniform
+    ident = T.AugParams()
+    for p in draws:
+        assert (p.scale, p.shift, p.flip, p.brightness, p.contrast, p.saturation, p.hue) == (
+            ident.scale, ident.shift, ident.flip, ident.brightness, ident.contrast, ident.saturation, ident.hue)
+
+
+@pytest.mark.parametrize("name,rotation", [("freihand", 180.0), ("synthetic", 180.0), ("ho3d", 0.0)])
+def test_data_configs_use_the_references_augmentation(name, rotation):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "data" / f"{name}.yaml")
+    aug = instantiate(cfg.train_dataset.augment)
+    assert aug.rotation_deg == rotation
+    assert (aug.brightness, aug.contrast, aug.saturation, aug.hue, aug.hflip_prob) == (0.0,) * 5
+    if name == "ho3d":  # the reference's HO3D crop jitter: scale x U(0.8, 0.9) about its mean, centre ~5 px
+        assert aug.scale == pytest.approx((0.8 / 0.85, 0.9 / 0.85), abs=0.002) and 0 < aug.translate_frac < 0.03
+    else:
+        assert aug.scale == (1.0, 1.0) and aug.translate_frac == 0.0

@@ -101,7 +101,8 @@ def _pair(x, name: str) -> tuple[float, float]:
 
 @dataclass
 class Augment:
-    """Random augmentation settings (all off when zero; see :func:`sample_params`).
+    """Random augmentation settings (all off when zero; see :func:`sample_params`). The defaults are
+    the S2HAND reference's (FreiHAND): a uniform in-plane rotation in +-180 degrees and nothing else.
 
     scale: zoom range of the content (1.1 = hand 10% larger); rotation_deg: max in-plane rotation
     (exact under perspective); translate_frac: max crop-centre shift as a fraction of the crop;
@@ -110,13 +111,13 @@ class Augment:
     the right hand into a left hand (``is_right`` becomes False).
     """
 
-    scale: tuple[float, float] = (0.9, 1.1)
-    rotation_deg: float = 15.0
-    translate_frac: float = 0.05
-    brightness: float = 0.2
-    contrast: float = 0.2
-    saturation: float = 0.2
-    hue: float = 0.02
+    scale: tuple[float, float] = (1.0, 1.0)
+    rotation_deg: float = 180.0
+    translate_frac: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
     hflip_prob: float = 0.0
 
     def __post_init__(self) -> None:
