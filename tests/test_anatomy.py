@@ -1,4 +1,4 @@
-"""handrecon.models.anatomy: joint frames, twist/splay/bend angles, limits, natural poses."""
+"""handrecon.models.anatomy: the reference's pose-prior table, joint frames, natural poses."""
 
 from __future__ import annotations
 
@@ -75,45 +75,96 @@ def test_left_frames_mirror_the_right(model, frames):
     assert torch.allclose(A.local_angles(pose * AA_MIRROR.double(), left), A.local_angles(pose, frames), atol=1e-12)
 
 
-def test_limits_table_matches_the_method():
-    lim = torch.rad2deg(A.joint_limits(torch.float64))
+def test_limits_table_is_the_references():
+    lim = torch.rad2deg(A.pose_limits(torch.float64))
     name = {n: i for i, n in enumerate(A.FINGER_JOINT_NAMES)}
-    assert lim[name["thumb1"], 0].tolist() == pytest.approx([0.0, 90.0])
-    assert lim[name["little1"], 1].tolist() == pytest.approx([-20.0, 20.0])
-    assert lim[name["index1"], 1].tolist() == pytest.approx([-10.0, 10.0])
-    assert lim[name["middle2"], 2].tolist() == pytest.approx([-10.0, 100.0])
-    assert lim[name["thumb3"], 2].tolist() == pytest.approx([-20.0, 100.0])
-    assert lim[name["ring3"], 0].tolist() == pytest.approx([-5.0, 5.0])
+    # S2HAND examples/losses.py tsa_pose_loss, [x, y, z] per joint, degrees (pi/8 = 22.5, 3 pi/16 = 33.75)
+    want = {
+        "index1": [(-5, 5), (-10, 10), (-10, 100)], "index2": [(-5, 5), (-5, 5), (-10, 100)],
+        "middle1": [(-5, 5), (-10, 10), (-10, 100)], "middle3": [(-5, 5), (-5, 5), (-10, 100)],
+        "little1": [(-20, 5), (-10, 20), (-10, 100)], "little2": [(-5, 5), (-5, 5), (-10, 100)],
+        "ring1": [(-5, 5), (-10, 10), (-10, 100)], "ring3": [(-5, 5), (-5, 5), (-10, 100)],
+        "thumb1": [(0, 90), (-22.5, 33.75), (-22.5, 22.5)], "thumb2": [(-5, 5), (-5, 5), (-22.5, 22.5)],
+        "thumb3": [(-5, 5), (-5, 5), (-20, 100)],
+    }  # fmt: skip
+    for joint, rows in want.items():
+        for c, (lo, hi) in enumerate(rows):
+            assert lim[name[joint], c].tolist() == pytest.approx([lo, hi]), (joint, c)
+    assert A.POSE_PRIOR_ROWS == 16
 
 
 def test_violation_is_zero_inside_and_linear_outside():
-    lim = A.joint_limits(torch.float64)
-    mid = lim.mean(-1)[None]  # (1, 15, 3) inside every range
-    assert torch.equal(A.limit_violation(mid), torch.zeros_like(mid))
+    lim = A.pose_limits(torch.float64)
+    g = torch.Generator().manual_seed(0)
+    inside = lim[..., 0] + (lim[..., 1] - lim[..., 0]) * torch.rand(500, 15, 3, generator=g, dtype=torch.float64)
+    assert torch.equal(A.pose_violation(inside), torch.zeros_like(inside))  # the table's interior costs 0
     for d in (0.01, 0.3, 1.0):
         above = lim[..., 1][None] + d
         below = lim[..., 0][None] - d
-        assert torch.allclose(A.limit_violation(above), torch.full_like(above, d))
-        assert torch.allclose(A.limit_violation(below), torch.full_like(below, d))
+        assert torch.allclose(A.pose_violation(above), torch.full_like(above, d))
+        assert torch.allclose(A.pose_violation(below), torch.full_like(below, d))
     x = (lim[..., 1][None] + 0.2).requires_grad_()
-    A.limit_violation(x).sum().backward()
+    A.pose_violation(x).sum().backward()
     assert torch.allclose(x.grad, torch.ones_like(x))
 
 
-def test_sampled_natural_poses_are_inside_the_limits_and_varied(frames):
+def _mano_pose(**deg) -> torch.Tensor:
+    """(1, 15, 3) raw MANO axis-angle from {joint name: (x, y, z) degrees}, the others 0."""
+    pose = torch.zeros(1, 15, 3, dtype=torch.float64)
+    for name, xyz in deg.items():
+        pose[0, A.FINGER_JOINT_NAMES.index(name)] = torch.deg2rad(torch.tensor(xyz, dtype=torch.float64))
+    return pose
+
+
+def _prior(pose) -> float:
+    from handrecon.losses.terms import pose_prior_loss
+
+    return float(pose_prior_loss(A.pose_violation(pose)))
+
+
+LONG = ("index", "middle", "ring", "little")
+
+
+@pytest.mark.parametrize("name,pose,excess_deg", [
+    ("flat hand", _mano_pose(), 0.0),
+    ("fist", _mano_pose(**{f"{f}{k}": (0, 0, 90) for f in LONG for k in (1, 2, 3)}, thumb1=(60, 0, 10),
+                        thumb2=(0, 0, 20), thumb3=(0, 0, 70)), 0.0),
+    ("spread", _mano_pose(index1=(0, 8, 0), ring1=(0, -8, 0), little1=(-15, -9, 0), thumb1=(0, 30, -20)), 0.0),
+    ("thumb opposition", _mano_pose(thumb1=(80, -20, 20), thumb2=(3, -3, 20), thumb3=(0, 0, 40)), 0.0),
+    ("index hyper-flexed", _mano_pose(index2=(0, 0, 110)), 2 * 10.0),  # z 10 deg over, weighted 2
+    ("over-spread", _mano_pose(index1=(0, 15, 0), little1=(0, -15, 0)), 5.0 + 5.0),
+    ("thumb twisted past 90", _mano_pose(thumb1=(100, 0, 0)), 10.0),
+    ("little twisted", _mano_pose(little1=(-30, 0, 40), middle2=(8, 0, 40)), 10.0 + 3.0),
+])  # fmt: skip
+def test_prior_on_mano_style_poses_by_hand(name, pose, excess_deg):
+    # the reference's value: sum of the (weighted) excesses / (16 x 3), in radians
+    assert _prior(pose) == pytest.approx(math.radians(excess_deg) / 48, abs=1e-12), name
+
+
+def test_left_hand_pose_is_mirrored_to_the_right():
+    right = _mano_pose(index1=(0, 15, 110), thumb1=(100, -30, 25))
+    left = right * AA_MIRROR.double()
+    assert torch.allclose(A.pose_violation(left, side="left"), A.pose_violation(right))
+    assert not torch.allclose(A.pose_violation(left, side="right"), A.pose_violation(right))
+    assert torch.allclose(A.clamp_to_limits(left, side="left"), A.clamp_to_limits(right) * AA_MIRROR.double())
+    with pytest.raises(ValueError, match="side"):
+        A.pose_violation(right, side="both")
+
+
+def test_sampled_natural_poses_are_inside_the_references_box_and_varied(frames):
     g = torch.Generator().manual_seed(1)
     pose = A.sample_natural_pose(3000, frames, g)
     assert pose.shape == (3000, 15, 3) and pose.dtype == frames.dtype
-    ang = A.local_angles(pose, frames)
-    assert float(A.limit_violation(ang).max()) == 0.0
-    curl = ang[:, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 2].mean(1)  # mean bend of the long fingers
+    assert float(A.pose_violation(pose).max()) == 0.0  # the reference's prior accepts every sample
+    bend = pose[..., 2]  # raw z: the flexion of the long fingers
+    curl = bend[:, :12].mean(1)  # mean flexion of the long fingers
     assert (curl < math.radians(10)).float().mean() > 0.05  # open hands
     assert (curl > math.radians(65)).float().mean() > 0.1  # fists
-    index, others = ang[:, 0:3, 2].mean(1), ang[:, 3:12, 2].mean(1)
+    index, others = bend[:, 0:3].mean(1), bend[:, 3:12].mean(1)
     assert ((index < math.radians(15)) & (others > math.radians(60))).any()  # pointing
-    assert float(ang[:, 12, 0].max()) > math.radians(40)  # opposed thumbs
+    assert float(pose[:, 12, 0].max()) > math.radians(40)  # opposed thumbs (thumb base x)
     # the distal joint follows the middle joint (joint coupling)
-    corr = torch.corrcoef(torch.stack([ang[:, 1, 2], ang[:, 2, 2]]))[0, 1]
+    corr = torch.corrcoef(torch.stack([bend[:, 1], bend[:, 2]]))[0, 1]
     assert corr > 0.9
 
 
@@ -123,13 +174,14 @@ def test_sampler_is_reproducible(frames):
     c = A.sample_natural_pose(8, frames, torch.Generator().manual_seed(4))
     assert torch.equal(a, b) and not torch.equal(a, c)
     calm = A.sample_natural_pose(500, frames, torch.Generator().manual_seed(5), spread=0.0)
-    assert float(A.local_angles(calm, frames)[:, 1:3, 0].abs().max()) < 1e-12  # no twist noise without spread
+    # no twist noise without spread (the middle finger: straight along -x, so the box's clip of x is inactive)
+    assert float(A.local_angles(calm, frames)[:, 4:6, 0].abs().max()) < 1e-12
 
 
-def test_relaxed_hand_is_inside_the_limits_and_slightly_curled():
-    ang = A.relaxed_angles()
-    assert float(A.limit_violation(ang[None]).max()) == 0.0
-    bends = torch.rad2deg(ang[:12, 2])
+def test_relaxed_hand_is_inside_the_references_box_and_slightly_curled(frames):
+    pose = A.relaxed_pose(frames)
+    assert float(A.pose_violation(pose[None]).max()) == 0.0
+    bends = torch.rad2deg(pose[:12, 2])
     assert 10 < float(bends.mean()) < 40
 
 

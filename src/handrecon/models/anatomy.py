@@ -1,8 +1,17 @@
-"""Hand anatomy: joint frames, twist / splay / bend angles, joint limits, natural pose sampler.
+"""Hand anatomy: the pose prior's table, joint frames, twist / splay / bend angles, natural poses.
 
-Every finger joint's local rotation (axis-angle, MANO convention: expressed in the rest-pose axes,
-applied in the parent's frame) is decomposed in a per-joint orthonormal frame built once from the
-rest-pose joints (:func:`joint_frames`). Its rows are
+Pose prior (``tsa_poses``): the S2HAND reference bounds the RAW MANO axis-angle components
+[x, y, z] of every finger joint (hands_mean included, right hand; MANO's axes: the fingers point
+along -x, the thumb is on the +z side, the palm faces -y, so z is the flexion of the long fingers,
+y their splay and x their twist) with its own [min, max] table (:data:`POSE_LIMITS_DEG`, transcribed
+from examples/losses.py). :func:`pose_violation` gives, per component, the distance outside that box
+(0 inside). The open hand model is built in the same axes (handrecon.models.openhand), so one table
+serves both models; a left hand's pose is mirrored to the right hand's first (``x, -y, -z``).
+
+Joint frames (analysis and sampling only, not the prior): every finger joint's local rotation
+(axis-angle, MANO convention: expressed in the rest-pose axes, applied in the parent's frame) can be
+decomposed in a per-joint orthonormal frame built once from the rest-pose joints
+(:func:`joint_frames`). Its rows are
 
 * ``twist``: the bone axis, pointing from the child joint back to the joint (proximal), so that a
   positive twist is a pronation (the rotation that turns the thumb pad towards the fingers);
@@ -16,9 +25,9 @@ pure rotation about one axis comes back exactly. Left hands use the mirror image
 frames, ``e_left = diag(1, -1, -1) e_right`` (the mirror of an axial vector through x -> -x), so the
 same angles mean the same anatomical motion on both hands.
 
-:data:`JOINT_LIMITS_DEG` holds the method's per-joint ranges (``tsa_poses``, method.md). The thumb's
-middle joint is not spelled out there; it uses the reference's values (twist and splay +-5 degrees,
-bend +-22.5 degrees).
+The natural pose sampler (:func:`sample_natural_pose`) shapes poses with these anatomical angles
+(:data:`SAMPLER_RANGES_DEG`) and then keeps every raw component inside the prior's table, so every
+sampled pose costs 0 under the prior.
 """
 
 from __future__ import annotations
@@ -36,31 +45,78 @@ FINGER_JOINT_NAMES: tuple[str, ...] = MANO_JOINT_NAMES[1:]
 #: the three angles of a joint, in the order of the last axis of angles / frames
 ANGLE_NAMES: tuple[str, ...] = ("twist", "splay", "bend")
 
-_FINGER = ((-5.0, 5.0), (-5.0, 5.0), (-10.0, 100.0))  # twist, splay, bend (degrees)
-_KNUCKLE = ((-5.0, 5.0), (-10.0, 10.0), (-10.0, 100.0))
+_FINGER_XYZ = ((-5.0, 5.0), (-5.0, 5.0), (-10.0, 100.0))  # x, y, z (degrees)
+_KNUCKLE_XYZ = ((-5.0, 5.0), (-10.0, 10.0), (-10.0, 100.0))
 
-#: (min, max) in degrees of [twist, splay, bend] per MANO finger joint (method.md, tsa_poses)
-JOINT_LIMITS_DEG: dict[str, tuple[tuple[float, float], ...]] = {
-    "index1": _KNUCKLE, "index2": _FINGER, "index3": _FINGER,
-    "middle1": _KNUCKLE, "middle2": _FINGER, "middle3": _FINGER,
-    "little1": ((-5.0, 5.0), (-20.0, 20.0), (-10.0, 100.0)), "little2": _FINGER, "little3": _FINGER,
-    "ring1": _KNUCKLE, "ring2": _FINGER, "ring3": _FINGER,
-    "thumb1": ((0.0, 90.0), (-33.75, 33.75), (-22.5, 22.5)),
+#: the reference's pose-prior box: (min, max) in degrees of the raw MANO axis-angle [x, y, z] of each
+#: finger joint (hands_mean included, right hand), S2HAND examples/losses.py ``tsa_pose_loss``. The
+#: reference also has a root row, [pi +- 0.01, +-0.01, +-0.01] rad, which its fixed root rotation
+#: [pi, 0, 0] always satisfies: it only divides the mean by 16 x 3 instead of 15 x 3
+#: (:data:`POSE_PRIOR_ROWS`).
+POSE_LIMITS_DEG: dict[str, tuple[tuple[float, float], ...]] = {
+    "index1": _KNUCKLE_XYZ, "index2": _FINGER_XYZ, "index3": _FINGER_XYZ,
+    "middle1": _KNUCKLE_XYZ, "middle2": _FINGER_XYZ, "middle3": _FINGER_XYZ,
+    "little1": ((-20.0, 5.0), (-10.0, 20.0), (-10.0, 100.0)), "little2": _FINGER_XYZ, "little3": _FINGER_XYZ,
+    "ring1": _KNUCKLE_XYZ, "ring2": _FINGER_XYZ, "ring3": _FINGER_XYZ,
+    "thumb1": ((0.0, 90.0), (-22.5, 33.75), (-22.5, 22.5)),
     "thumb2": ((-5.0, 5.0), (-5.0, 5.0), (-22.5, 22.5)),
     "thumb3": ((-5.0, 5.0), (-5.0, 5.0), (-20.0, 100.0)),
 }  # fmt: skip
+#: rows the reference's prior averages over: its root row (always 0) + the 15 finger joints
+POSE_PRIOR_ROWS = 16
 
-
-_LIMITS_RAD = np.deg2rad(np.array([JOINT_LIMITS_DEG[name] for name in FINGER_JOINT_NAMES], dtype=np.float64))
+_LIMITS_RAD = np.deg2rad(np.array([POSE_LIMITS_DEG[name] for name in FINGER_JOINT_NAMES], dtype=np.float64))
 _LIMITS_CACHE: dict = {}
+_AA_MIRROR = (1.0, -1.0, -1.0)  # left <-> right hand axis-angle (mirror through x -> -x)
 
 
-def joint_limits(dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
-    """(15, 3, 2) [min, max] in radians of [twist, splay, bend], MANO finger joint order (do not modify)."""
+def pose_limits(dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+    """(15, 3, 2) [min, max] in radians of the raw [x, y, z] axis-angle components, MANO finger joint
+    order, right hand (do not modify)."""
     key = (dtype, str(torch.device(device) if device is not None else torch.device("cpu")))
     if key not in _LIMITS_CACHE:
         _LIMITS_CACHE[key] = torch.as_tensor(_LIMITS_RAD, dtype=dtype, device=device)
     return _LIMITS_CACHE[key]
+
+
+def _as_right(local_pose: torch.Tensor, side: str) -> torch.Tensor:
+    if side not in ("right", "left"):
+        raise ValueError(f"side must be 'right' or 'left', got {side!r}")
+    return local_pose if side == "right" else local_pose * local_pose.new_tensor(_AA_MIRROR)
+
+
+def pose_violation(local_pose: torch.Tensor, side: str = "right") -> torch.Tensor:
+    """(B, 15, 3) raw finger axis-angle (hands_mean included) -> (B, 15, 3): per component 0 inside
+    the reference's box (:data:`POSE_LIMITS_DEG`), the distance to it outside (radians)."""
+    if local_pose.shape[-2:] != (15, 3):
+        raise ValueError(f"pose_violation: expected (B, 15, 3) finger axis-angles, got {tuple(local_pose.shape)}")
+    lim = pose_limits(local_pose.dtype, local_pose.device)
+    p = _as_right(local_pose, side)
+    return torch.relu(p - lim[..., 1]) + torch.relu(lim[..., 0] - p)
+
+
+def clamp_to_limits(local_pose: torch.Tensor, margin: float = 0.0, side: str = "right") -> torch.Tensor:
+    """(..., 15, 3) raw finger axis-angle with every component clipped into the reference's box,
+    ``margin`` radians inside each bound."""
+    lim = pose_limits(local_pose.dtype, local_pose.device)
+    p = _as_right(local_pose, side).clamp(lim[..., 0] + margin, lim[..., 1] - margin)
+    return _as_right(p, side)
+
+
+#: ranges (degrees) of [twist, splay, bend] in the joint frames within which the natural pose
+#: sampler shapes its poses (not the prior: that is :data:`POSE_LIMITS_DEG` on the raw components)
+_SAMPLE_FINGER = ((-5.0, 5.0), (-5.0, 5.0), (-10.0, 100.0))
+_SAMPLE_KNUCKLE = ((-5.0, 5.0), (-10.0, 10.0), (-10.0, 100.0))
+SAMPLER_RANGES_DEG: dict[str, tuple[tuple[float, float], ...]] = {
+    "index1": _SAMPLE_KNUCKLE, "index2": _SAMPLE_FINGER, "index3": _SAMPLE_FINGER,
+    "middle1": _SAMPLE_KNUCKLE, "middle2": _SAMPLE_FINGER, "middle3": _SAMPLE_FINGER,
+    "little1": ((-5.0, 5.0), (-20.0, 20.0), (-10.0, 100.0)), "little2": _SAMPLE_FINGER, "little3": _SAMPLE_FINGER,
+    "ring1": _SAMPLE_KNUCKLE, "ring2": _SAMPLE_FINGER, "ring3": _SAMPLE_FINGER,
+    "thumb1": ((0.0, 90.0), (-33.75, 33.75), (-22.5, 22.5)),
+    "thumb2": ((-5.0, 5.0), (-5.0, 5.0), (-22.5, 22.5)),
+    "thumb3": ((-5.0, 5.0), (-5.0, 5.0), (-20.0, 100.0)),
+}  # fmt: skip
+_SAMPLER_RAD = np.deg2rad(np.array([SAMPLER_RANGES_DEG[name] for name in FINGER_JOINT_NAMES], dtype=np.float64))
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -124,12 +180,6 @@ def angles_to_pose(angles: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
     return torch.einsum("jkc,...jk->...jc", frames.to(angles), angles)
 
 
-def limit_violation(angles: torch.Tensor) -> torch.Tensor:
-    """(B, 15, 3) angles -> (B, 15, 3): 0 inside each joint's range, the distance to it outside (radians)."""
-    lim = joint_limits(angles.dtype, angles.device)
-    return torch.relu(angles - lim[..., 1]) + torch.relu(lim[..., 0] - angles)
-
-
 # --------------------------------------------------------------------------------------------------
 # natural pose sampler
 
@@ -164,8 +214,9 @@ def sample_natural_pose(n: int, frames: torch.Tensor, generator: torch.Generator
     tip joint ~ 2/3 of the middle joint's bend), a finger fan (knuckle splay), a thumb opposition
     (pronating twist, palmar bend and adduction at the thumb base; open hands take the thumb back and
     out instead) and a thumb curl, plus small noise
-    scaled by ``spread``. All angles are clipped inside :data:`JOINT_LIMITS_DEG`, so
-    ``limit_violation(local_angles(pose, frames))`` is zero. frames: (15, 3, 3) from
+    scaled by ``spread``. The angles are clipped inside :data:`SAMPLER_RANGES_DEG`, and the raw
+    components then inside the prior's box (:func:`clamp_to_limits`, 1e-3 rad inside), so
+    ``pose_violation(pose)`` is zero. frames: (15, 3, 3) from
     :func:`joint_frames`; generator: a ``torch.Generator`` (CPU) for reproducible draws.
     """
     if frames.shape != (15, 3, 3):
@@ -206,9 +257,10 @@ def sample_natural_pose(n: int, frames: torch.Tensor, generator: torch.Generator
     deg[:, b, 2] = tcurl * 20.0 + noise(3.0)
     deg[:, c, 2] = tcurl * 60.0 + noise(6.0)
 
-    lim = joint_limits(f64)  # (15, 3, 2) radians
+    lim = torch.as_tensor(_SAMPLER_RAD)  # (15, 3, 2) radians
     ang = torch.deg2rad(deg).clamp(lim[..., 0] + _MARGIN, lim[..., 1] - _MARGIN)
-    return angles_to_pose(ang, frames.detach().to(f64)).to(frames.dtype)
+    pose = angles_to_pose(ang, frames.detach().to(f64))
+    return clamp_to_limits(pose, _MARGIN).to(frames.dtype)
 
 
 def relaxed_angles(dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -225,10 +277,17 @@ def relaxed_angles(dtype: torch.dtype = torch.float64) -> torch.Tensor:
     return torch.deg2rad(deg).to(dtype)
 
 
+def relaxed_pose(frames: torch.Tensor) -> torch.Tensor:
+    """(15, 3) raw axis-angle of :func:`relaxed_angles` in ``frames`` (15, 3, 3), with the raw components
+    kept inside the prior's box like the sampler's (the open hand model's hands_mean)."""
+    pose = angles_to_pose(relaxed_angles(), frames.detach().to(torch.float64))
+    return clamp_to_limits(pose, _MARGIN).to(frames.dtype)
+
+
 def _check() -> None:
-    assert tuple(JOINT_LIMITS_DEG) == FINGER_JOINT_NAMES or set(JOINT_LIMITS_DEG) == set(FINGER_JOINT_NAMES)
+    assert set(POSE_LIMITS_DEG) == set(FINGER_JOINT_NAMES) == set(SAMPLER_RANGES_DEG)
     assert abs(sum(v[0] for v in ARCHETYPES.values()) - 1.0) < 1e-9
-    assert all(math.isfinite(x) for v in JOINT_LIMITS_DEG.values() for r in v for x in r)
+    assert all(math.isfinite(x) and r[0] < r[1] for v in POSE_LIMITS_DEG.values() for r in v for x in r)
 
 
 _check()

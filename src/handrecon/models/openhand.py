@@ -29,7 +29,7 @@ Construction
   central differences of the generator for each anatomical change of :data:`SHAPE_COMPONENTS`, made
   orthogonal in that order (:func:`shape_blendshapes`).
 * Pose space: ``hands_mean`` is a relaxed, slightly curled hand
-  (:func:`handrecon.models.anatomy.relaxed_angles`); ``hands_components`` (orthonormal rows, by
+  (:func:`handrecon.models.anatomy.relaxed_pose`); ``hands_components`` (orthonormal rows, by
   decreasing variance) are the principal directions of 20000 poses from
   :func:`handrecon.models.anatomy.sample_natural_pose` about that mean, so PCA coefficients span
   natural poses (``hands_pca_variance``: the variance along each).
@@ -742,12 +742,12 @@ def _pose_space(J, n=20000, seed=20240601):
     variances (45,), coefficients of the first 200 samples (200, 45))."""
     import torch
 
-    from handrecon.models.anatomy import angles_to_pose, joint_frames, relaxed_angles, sample_natural_pose
+    from handrecon.models.anatomy import joint_frames, relaxed_pose, sample_natural_pose
 
     frames = joint_frames(torch.as_tensor(J, dtype=torch.float64), MANO_PARENTS, "right")
     g = torch.Generator().manual_seed(seed)
     X = sample_natural_pose(n, frames, g).reshape(n, 45).numpy()
-    mean = angles_to_pose(relaxed_angles(), frames).reshape(45).numpy()
+    mean = relaxed_pose(frames).reshape(45).numpy()
     second = (X - mean).T @ (X - mean) / n  # second moment about the relaxed hand
     var, vec = np.linalg.eigh(second)
     order = np.argsort(var)[::-1]
@@ -845,15 +845,15 @@ def preview_poses():
         a, b, c = anatomy._THUMB_ROWS
         deg[a] = torch.tensor(thumb1, dtype=torch.float64)
         deg[b, 2], deg[c, 2] = thumb2_bend, thumb3_bend
-        lim = anatomy.joint_limits(torch.float64)
+        lim = torch.as_tensor(anatomy._SAMPLER_RAD)
         ang = torch.deg2rad(deg).clamp(lim[..., 0], lim[..., 1])
-        return anatomy.angles_to_pose(ang, frames)
+        return anatomy.clamp_to_limits(anatomy.angles_to_pose(ang, frames))
 
     # thumb base angles are [twist, splay, bend] in degrees
     return model, {
         "rest": torch.zeros(15, 3, dtype=torch.float64),
         "open": pose((-0.05, -0.05, -0.05, -0.05), 1.0, (0.0, 25.0, -20.0), -5.0, -10.0),
-        "relaxed": anatomy.angles_to_pose(anatomy.relaxed_angles(), frames),
+        "relaxed": anatomy.relaxed_pose(frames),
         "fist": pose((0.95, 0.95, 0.95, 0.95), -0.5, (40.0, -30.0, 15.0), 20.0, 60.0),
         "pointing": pose((0.0, 0.9, 0.9, 0.9), -0.3, (35.0, -28.0, 15.0), 15.0, 45.0),
         "pinch": pose((0.45, 0.55, 0.65, 0.75), 0.0, (27.0, -27.0, 17.0), 5.0, 0.0),

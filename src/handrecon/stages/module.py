@@ -49,7 +49,7 @@ class HandReconModule(pl.LightningModule):
         if unknown:
             raise ValueError(f"stage.train_parts has unknown parts {sorted(unknown)}; expected a subset of {PARTS}")
         self.loss_terms = set(self.objective.resolve(self.stage["loss_terms"]))
-        self.objective.set_mesh(net.hand_model.faces, net.hand_model.num_verts, ref_verts=None)
+        self.objective.set_mesh(net.hand_model.faces, net.hand_model.num_verts)
         rendered = sorted(set(self.objective.enabled(self.loss_terms)) & RENDER_TERMS)
         if rendered and not getattr(renderer, "differentiable", True):
             raise ValueError(f"renderer {type(renderer).__name__} keeps no gradients, but stage {self.stage['name']} "
@@ -132,8 +132,7 @@ class HandReconModule(pl.LightningModule):
 
         violation = None
         if "pose_prior" in self.loss_terms:
-            angles = anatomy.local_angles(out.local_pose, self.net.hand_model.joint_frames)
-            violation = anatomy.limit_violation(angles)
+            violation = anatomy.pose_violation(out.local_pose, getattr(self.net.hand_model, "side", "right"))
         return LossInputs(
             kp2d_proj=out.kp2d_proj, joints3d=out.joints, verts=out.verts, betas=out.betas,
             pose_violation=violation, kp2d_stages=out.kp2d_stages,
