@@ -192,3 +192,22 @@ def test_bad_shapes_are_clear_errors(frames):
         A.joint_frames(torch.zeros(15, 3))
     with pytest.raises(ValueError, match="sample_natural_pose"):
         A.sample_natural_pose(2, frames[:3])
+
+
+def test_prior_reads_the_official_mano_pose_with_hands_mean(tmp_path):
+    """hand_model=mano on a file of the official structure: the pose the prior sees is the raw
+    axis-angle hands_mean + coefficients x hands_components (the reference's), for the file's recorded
+    pose coefficients (hands_coeffs)."""
+    import numpy as np
+    from fixtures_mano import make_model, write_official_model
+
+    data = make_model()
+    model = HandModel(write_official_model(data, tmp_path / "MANO_RIGHT.pkl"), use_pca=True, num_pca_comps=45,
+                      tip_vertex_ids=[0, 6, 12, 18, 24])
+    coeffs = torch.as_tensor(data["hands_coeffs"], dtype=torch.float32)  # (8, 45)
+    with torch.no_grad():
+        local = model(coeffs, torch.zeros(len(coeffs), model.num_betas)).local_pose.double()
+    want = torch.as_tensor(data["hands_mean"] + data["hands_coeffs"] @ data["hands_components"]).view(-1, 15, 3)
+    assert torch.allclose(local, want, atol=1e-5)
+    assert torch.allclose(A.pose_violation(local), A.pose_violation(want), atol=1e-5)
+    assert float(A.pose_violation(want).sum()) > 0 and np.isfinite(_prior(want[:1]))
