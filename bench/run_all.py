@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_data  # noqa: E402
 import bench_infer  # noqa: E402
+import bench_nimble  # noqa: E402
 import bench_render  # noqa: E402
 import bench_train  # noqa: E402
 
@@ -33,6 +34,7 @@ def main() -> None:
     train = bench_train.main(q)
     bench_data.main(q, step_images_per_s=train[-1]["images_per_s"])
     bench_infer.main(q)
+    bench_nimble.main(q)
     print(quickstart_metrics())
 
 

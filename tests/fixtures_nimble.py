@@ -38,7 +38,8 @@ def nimble_joints_mm(J16: np.ndarray, tips: dict) -> np.ndarray:
 
 
 def write_nimble_assets(folder: Path, *, seed: int = 0, tex_size: int = 8, means: bool = True, n_vreg: int = 3,
-                        shape_scale: float = 2.0, pbs_scale: float = 0.05) -> Path:
+                        shape_scale: float = 2.0, pbs_scale: float = 0.05, subdivide: int = 0,
+                        maps: tuple[str, ...] = ("diffuse", "normal", "spec")) -> Path:
     """Write the five NIMBLE asset files into ``folder``; returns it. ``means=False``: zero pose means
     (pose_mean, pose_pm_mean), so zero pose coefficients give NIMBLE's rest pose exactly (the shape's
     pm_mean is always non-zero: betas = -shape_pm_mean / shape_pm_std give the template)."""
@@ -54,6 +55,14 @@ def write_nimble_assets(folder: Path, *, seed: int = 0, tex_size: int = 8, means
     tip_ids = [int(i) for i in np.asarray(data["tip_vertex_ids"]).ravel()]  # thumb, index, middle, ring, little
     tips = dict(zip(("thumb", "index", "middle", "ring", "little"), v[tip_ids]))
     J16 = reg @ v
+    w16 = np.asarray(data["weights"], np.float64)
+    for _ in range(subdivide):  # NIMBLE-sized skins for benchmarks: midpoints appended, weights interpolated
+        import trimesh
+
+        v, f, attr = trimesh.remesh.subdivide(v, f, vertex_attributes={"w": w16})
+        w16 = attr["w"]
+        reg = np.concatenate([reg, np.zeros((reg.shape[0], len(v) - reg.shape[1]))], 1)
+    V = len(v)
     joints = nimble_joints_mm(J16, tips)
     nb = 25
     N = nb + N_MUSCLE + V
@@ -61,7 +70,6 @@ def write_nimble_assets(folder: Path, *, seed: int = 0, tex_size: int = 8, means
     sw = np.zeros((N, 25))
     sw[np.arange(nb), np.arange(nb)] = 1.0
     sw[nb:nb + N_MUSCLE, 0] = 1.0
-    w16 = np.asarray(data["weights"], np.float64)
     for m, n in enumerate(NIMBLE_JOINT_OF_MANO_JOINT):
         sw[nb + N_MUSCLE:, n] += w16[:, m]
     jreg_mano = np.zeros((21, V))
@@ -92,10 +100,15 @@ def write_nimble_assets(folder: Path, *, seed: int = 0, tex_size: int = 8, means
         "muscle_f": rng.integers(0, N_MUSCLE, size=(4, 3)).astype(np.int64),
         "skin_f": f,
         "all_sw": sw.astype(np.float32),
-        "all_pbs": (rng.normal(size=(N, 3, 171)) * pbs_scale).astype(np.float32),
+        # smooth (so that posed and reshaped skins stay smooth surfaces): pose correctives are an
+        # offset per vertex and pose feature that varies linearly over the hand; shape components
+        # are affine deformations (mm)
+        "all_pbs": (np.einsum("nk,kcp->ncp", np.c_[vert - vert.mean(0), np.full(N, 50.0)] / 50.0,
+                              rng.normal(size=(4, 3, 171))) * pbs_scale).astype(np.float32),
         "jreg_mano": jreg_mano.astype(np.float32),
         "jreg_bone": np.eye(nb, dtype=np.float32),
-        "shape_basis": (rng.normal(size=(SHAPE_COMPS, 3 * N)) * shape_scale).astype(np.float32),
+        "shape_basis": (np.einsum("nk,ckd->cnd", np.c_[vert - vert.mean(0), np.full(N, 50.0)] / 50.0,
+                                  rng.normal(size=(SHAPE_COMPS, 4, 3))) * shape_scale).reshape(SHAPE_COMPS, 3 * N).astype(np.float32),
         "shape_pm_std": rng.uniform(0.5, 2.0, SHAPE_COMPS).astype(np.float32),
         "shape_pm_mean": (rng.normal(size=SHAPE_COMPS) * 0.3).astype(np.float32),
         "pose_basis": pose_basis.astype(np.float32),
@@ -109,7 +122,7 @@ def write_nimble_assets(folder: Path, *, seed: int = 0, tex_size: int = 8, means
         pickle.dump(pm, fo)
     T = tex_size
     tex = {}
-    for k, name in enumerate(("diffuse", "normal", "spec")):
+    for name in maps:
         tex[name] = {
             "basis": (rng.normal(size=(3 * T * T, TEX_COMPS)) * 0.05).astype(np.float32),
             "mean": rng.uniform(0.3, 0.7, 3 * T * T).astype(np.float32),
