@@ -225,6 +225,7 @@ def test_training_runs_every_stage_with_nimble(synth_cache, tmp_path, caplog):
         if stage in ("ssl_e2e", "ssl_finetune"):  # the textured NIMBLE skin was rendered and compared
             assert logged["train/photo_step"] > 0 and math.isfinite(logged["train/tex_reg_step"])
     assert "only the joint metrics are computed" in caplog.text
+    assert "the term is 0" in caplog.text  # the MANO-table pose prior does not apply to NIMBLE's bones
     # predict: the MANO-topology vertices (no MANO faces given: a point cloud) and NIMBLE's textured skin
     from handrecon.cli.predict import predict
 
@@ -285,3 +286,25 @@ def test_textured_obj_export_round_trip(tmp_path):
     assert len(mesh.faces) == 2 and mesh.visual.material.image.size == (3, 2)
     with pytest.raises(ValueError, match="faces_uvs must be integer"):
         save_textured_obj(tmp_path / "bad.obj", verts, faces, vuv, fuv + 9, {"diffuse": diffuse})
+
+
+def test_joint_regressor_mano_and_mano_faces(flat_dir, tmp_path):
+    """joint_regressor=mano: MANO's J_regressor and fingertip vertices on the 778 regressed vertices,
+    in canonical order; mano_path also gives the MANO-topology output its faces."""
+    from fixtures_mano import make_model, write_model
+
+    from handrecon.joints import MANO_TO_CANONICAL
+    from handrecon.models.hand_model import MANO_TIP_VERTEX_IDS
+
+    data = make_model(778, seed=3)
+    mano = write_model(data, tmp_path / "MANO_RIGHT.pkl")
+    m = NIMBLEModel(flat_dir, joint_regressor="mano", mano_path=mano)
+    assert m.mano_faces.shape == (len(data["f"]), 3)
+    out = m(torch.randn(2, 30) * 0.3, torch.randn(2, 20))
+    mv = out.mano_verts.double().numpy()
+    reg = data["J_regressor"].toarray()
+    want = np.concatenate([np.einsum("jv,bvc->bjc", reg, mv), mv[:, list(MANO_TIP_VERTEX_IDS)]], 1)[:, MANO_TO_CANONICAL]
+    np.testing.assert_allclose(out.joints.double().numpy(), want, atol=1e-6)
+    with pytest.raises(ValueError, match="vertices, but NIMBLE_MANO_VREG.pkl regresses 778"):
+        (tmp_path / "small").mkdir()
+        NIMBLEModel(flat_dir, mano_path=write_model(make_model(120), tmp_path / "small" / "MANO_RIGHT.pkl"))

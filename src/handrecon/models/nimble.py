@@ -193,6 +193,9 @@ class NIMBLEModel(nn.Module):
         self.source = str(folder)
         self.side = side
         self.joint_regressor = joint_regressor
+        #: the bones' axis-angles are in NIMBLE's rest frame, not MANO's: the reference's pose-prior table
+        #: (MANO axis-angle bounds) does not apply to them (the training module leaves that term at 0)
+        self.mano_pose_frame = False
         mf = folder / MODEL_FILE
         pm = load_nimble_pickle(mf)
         for k in MODEL_KEYS:

@@ -50,6 +50,9 @@ class HandReconModule(pl.LightningModule):
             raise ValueError(f"stage.train_parts has unknown parts {sorted(unknown)}; expected a subset of {PARTS}")
         self.loss_terms = set(self.objective.resolve(self.stage["loss_terms"]))
         self.objective.set_mesh(net.hand_model.faces, net.hand_model.num_verts)
+        if "pose_prior" in self.objective.enabled(self.loss_terms) and not getattr(net.hand_model, "mano_pose_frame", True):
+            log.warning("pose prior (tsa_poses): %s's bone rotations are not MANO axis-angles, the reference's table "
+                        "does not apply: the term is 0 (as in the NIMBLE fork of the reference)", type(net.hand_model).__name__)
         rendered = sorted(set(self.objective.enabled(self.loss_terms)) & RENDER_TERMS)
         if rendered and not getattr(renderer, "differentiable", True):
             raise ValueError(f"renderer {type(renderer).__name__} keeps no gradients, but stage {self.stage['name']} "
@@ -132,7 +135,10 @@ class HandReconModule(pl.LightningModule):
 
         violation = None
         if "pose_prior" in self.loss_terms:
-            violation = anatomy.pose_violation(out.local_pose, getattr(self.net.hand_model, "side", "right"))
+            if getattr(self.net.hand_model, "mano_pose_frame", True):
+                violation = anatomy.pose_violation(out.local_pose, getattr(self.net.hand_model, "side", "right"))
+            else:  # the reference's table bounds MANO's axis-angles; this model's bones (NIMBLE) are not in MANO's frame
+                violation = torch.zeros_like(out.local_pose)
         return LossInputs(
             kp2d_proj=out.kp2d_proj, joints3d=out.joints, verts=out.verts, betas=out.betas,
             pose_violation=violation, kp2d_stages=out.kp2d_stages,
