@@ -1,7 +1,8 @@
 """``python -m handrecon task=export ckpt=PATH format=onnx|torchscript|both [out=DIR]``.
 
 Exports image (B, 3, S, S) in [0, 1] + K (B, 3, 3) -> (pose, betas, rot_aa, scale, transl,
-verts, joints) of the trained network (the 3D path; appearance and the 2D branch are left out).
+verts, joints) of the trained network (the 3D path; appearance and the 2D branch are left out);
+verts are the evaluation mesh (``eval_verts``: MANO's 778-vertex topology with hand_model=nimble).
 A network that reads 2D detections (model.keypoints_in=detections) takes two more inputs,
 keypoints_uv (B, 21, 2) crop pixels and keypoints_conf (B, 21) (every image with at least one
 detected keypoint: the exported graph does not fall back on the 2D branch).
@@ -33,7 +34,7 @@ class ExportWrapper(nn.Module):
                 keypoints_conf: torch.Tensor | None = None):
         kp = None if keypoints_uv is None else (keypoints_uv, keypoints_conf)
         o = self.net(image, K, with_appearance=False, with_kp_branch=False, keypoints=kp)
-        return o.pose, o.betas, o.rot_aa, o.scale, o.transl, o.verts, o.joints
+        return o.pose, o.betas, o.rot_aa, o.scale, o.transl, o.eval_verts, o.joints  # MANO topology for NIMBLE
 
 
 def example_inputs(net: nn.Module, image_size: int, batch: int = 2) -> dict[str, torch.Tensor]:
