@@ -11,7 +11,7 @@ from handrecon.geometry import camera
 from handrecon.geometry.rotation import axis_angle_to_matrix, matrix_to_axis_angle, rotation_6d_to_matrix
 from handrecon.joints import JOINT_NAMES
 from handrecon.models.encoder import Encoder
-from handrecon.models.heads import AppearanceHead, HandRegressor
+from handrecon.models.heads import AppearanceHead, HandRegressor, HeatmapAttention, ReferenceAppearanceHead
 from handrecon.models.hourglass import KeypointBranch
 
 #: the parts of the network a stage can train or freeze
@@ -21,6 +21,16 @@ PARTS = ("encoder", "regressor", "appearance", "kp_branch")
 #: offline detections; inference: a detector's, or the network's own 2D branch where none are
 #: given); "branch" = always the network's own 2D branch (image-only at inference too)
 KEYPOINT_INPUTS = (None, "detections", "branch")
+#: how the regressed numbers place the hand in the camera (model.placement): centre_joint = handrecon's
+#: (see HandReconNet); reference = the S2HAND reference code's: the MANO hand with the fixed root
+#: rotation [pi, 0, 0] (about the wrist), then X_cam = T + |s| R X with T, s and R (axis-angle)
+#: regressed directly
+PLACEMENTS = ("centre_joint", "reference")
+#: the appearance head (model.appearance): s2hand = handrecon's per-vertex albedo with bounded
+#: offsets and squashed lighting; reference = the reference code's per-face colours and raw lighting
+APPEARANCES = ("s2hand", "reference")
+#: the reference's fixed root rotation (axis-angle) of the MANO hand
+REFERENCE_ROOT_ROTATION = (torch.pi, 0.0, 0.0)
 
 
 def missing_detections(conf: torch.Tensor) -> torch.Tensor:
@@ -43,7 +53,9 @@ class HandReconOutput:
     verts: torch.Tensor  # (B, V, 3) camera frame
     joints: torch.Tensor  # (B, 21, 3) camera frame, canonical order
     kp2d_proj: torch.Tensor  # (B, 21, 2) projected joints, crop pixels
-    texture: torch.Tensor | None = None  # (B, V, 3) albedo; (B, T, T, 3) a UV albedo map (hand models with a texture space)
+    texture: torch.Tensor | None = None  # (B, V, 3) albedo; (B, T, T, 3) a UV albedo map (hand models with a texture
+    # space); model.appearance=reference: the mean of the faces' colours around each vertex
+    face_texture: torch.Tensor | None = None  # (B, F, 3) albedo per face (model.appearance=reference)
     lighting: torch.Tensor | None = None  # (B, 11)
     kp2d_stages: list[torch.Tensor] | None = None  # per hourglass stack (B, 21, 2)
     kp2d_conf: torch.Tensor | None = None  # (B, 21) last stack's confidence
@@ -78,14 +90,30 @@ class HandReconNet(nn.Module):
 
     ``keypoints_in`` (:data:`KEYPOINT_INPUTS`): the hand regressor may also read 2D keypoints, then
     it lifts detected keypoints to a hand instead of regressing the hand from pixels alone.
+
+    ``placement="reference"`` (:data:`PLACEMENTS`) places the hand as the S2HAND reference code does
+    instead: X_cam = T + |s| R X_root, with X_root the hand posed with the root rotation [pi, 0, 0]
+    about its wrist and T (metres), s and R regressed directly (z_init, scale_init and center_joint
+    are then unused; the reference initialises T's depth and s through the heads' biases,
+    model.regressor_init=reference). ``regressor_heads``, ``regressor_init``: see
+    :class:`HandRegressor`. ``appearance`` (:data:`APPEARANCES`). ``heatmap_attention``: the
+    reference's option of multiplying the global feature by a factor computed from the 2D branch's
+    features.
     """
 
     def __init__(self, hand_model: nn.Module, encoder: Encoder | dict | None = None, rot_repr: str = "6d",
                  z_init: float = 0.65, scale_init: float = 0.95, mean_shape: bool = False,
                  center_joint: str = "middle_mcp", use_appearance: bool = True, use_kp_branch: bool = True,
                  kp_branch: dict | None = None, regressor_hidden: tuple[int, ...] = (1024, 512),
-                 keypoints_in: str | None = None, keypoint_features: int = 256):
+                 keypoints_in: str | None = None, keypoint_features: int = 256, placement: str = "centre_joint",
+                 regressor_heads: str = "linear", regressor_init: str = "zero", appearance: str = "s2hand",
+                 heatmap_attention: bool = False):
         super().__init__()
+        if placement not in PLACEMENTS:
+            raise ValueError(f"model.placement={placement!r}: expected one of {PLACEMENTS}")
+        if appearance not in APPEARANCES:
+            raise ValueError(f"model.appearance={appearance!r}: expected one of {APPEARANCES}")
+        self.placement = placement
         self.hand_model = hand_model
         if encoder is None:
             encoder = Encoder()
@@ -102,10 +130,23 @@ class HandReconNet(nn.Module):
             raise ValueError("model.keypoints_in=branch needs the 2D keypoint branch (model.use_kp_branch=true)")
         self.keypoints_in = keypoints_in
         self.regressor = HandRegressor(encoder.global_channels, hand_model.pose_dim, hand_model.num_betas, rot_repr,
-                                       tuple(regressor_hidden), int(keypoint_features) if keypoints_in else 0)
-        self.appearance = AppearanceHead(encoder.low_channels, hand_model.num_verts,
-                                         texture_coeffs=getattr(hand_model, "tex_dim", 0)) if use_appearance else None
+                                       tuple(regressor_hidden), int(keypoint_features) if keypoints_in else 0,
+                                       heads=regressor_heads, init=regressor_init)
+        if not use_appearance:
+            self.appearance = None
+        elif appearance == "reference":
+            self.appearance = ReferenceAppearanceHead(encoder.low_channels, int(hand_model.faces.shape[0]))
+        else:
+            self.appearance = AppearanceHead(encoder.low_channels, hand_model.num_verts,
+                                             texture_coeffs=getattr(hand_model, "tex_dim", 0))
         self.kp_branch = KeypointBranch(**(kp_branch or {})) if use_kp_branch else None
+        if heatmap_attention:
+            if self.kp_branch is None:
+                raise ValueError("model.heatmap_attention=true needs the 2D keypoint branch (model.use_kp_branch=true)")
+            width = self.kp_branch.lin_[-1][0].out_channels
+            # part of the regressor (trained and frozen with it)
+            self.regressor.attention = HeatmapAttention(width, encoder.global_channels)
+        self.register_buffer("root_rotation", torch.tensor(REFERENCE_ROOT_ROTATION), persistent=False)
         for p in self.hand_model.parameters():  # the hand model is fixed data, never trained
             p.requires_grad_(False)
 
@@ -154,8 +195,12 @@ class HandReconNet(nn.Module):
         branch_in = self.keypoints_in == "branch" or (
             self.keypoints_in is not None and (missing is None or bool(missing.any())))
         stages = None  # the 2D branch's (heatmaps, uv, conf) per stack, when asked for or read by the regressor
-        if self.kp_branch is not None and (with_kp_branch or branch_in):
-            stages = self.kp_branch((image - self.encoder.mean) / self.encoder.std)
+        attention = getattr(self.regressor, "attention", None)
+        enc = None
+        if self.kp_branch is not None and (with_kp_branch or branch_in or attention is not None):
+            stages, enc = self.kp_branch(image, return_encoding=True)
+        if attention is not None:
+            glob = glob * attention(enc)
         raw = self.regressor(glob, self.regressor_keypoints(image, keypoints, stages, missing))
         betas = torch.zeros_like(raw["betas"]) if self.mean_shape else raw["betas"]
         if raw["rot"].shape[-1] == 6:
@@ -164,18 +209,26 @@ class HandReconNet(nn.Module):
         else:
             rot_aa = raw["rot"]
             rotmat = axis_angle_to_matrix(rot_aa)
-        hand = self.hand_model(raw["pose"], betas)  # model frame, no global rotation
-        center = hand.joints[:, self.center_joint : self.center_joint + 1]  # (B, 1, 3)
-        # bounded, smooth parameterisation: scale in scale_init * [e^-1, e^1], depth in
-        # z_init * [e^-2, e^2]; an unbounded depth lets a diverging step put the hand behind the camera
-        scale = self.scale_init * torch.exp(torch.tanh(raw["scale"]))  # (B, 1)
-        du, dv, dz = raw["cam"].unbind(-1)
-        u = (du + 1.0) * (W / 2.0) - 0.5
-        v = (dv + 1.0) * (H / 2.0) - 0.5
-        z = self.z_init * torch.exp(2.0 * torch.tanh(dz / 2.0))
-        transl = camera.backproject(torch.stack([u, v], -1), z, K)  # (B, 3)
-        verts = camera.place(hand.verts - center, rotmat, scale, transl)
-        joints = camera.place(hand.joints - center, rotmat, scale, transl)
+        if self.placement == "reference":
+            root = self.root_rotation.to(raw["pose"].dtype).expand(B, 3)
+            hand = self.hand_model(raw["pose"], betas, global_orient=root)  # rotated by pi about x at the wrist
+            scale, transl = raw["scale"].abs(), raw["cam"]
+            center = torch.zeros_like(hand.joints[:, :1])  # placed about the MANO frame's origin
+            verts = camera.place(hand.verts, rotmat, scale, transl)
+            joints = camera.place(hand.joints, rotmat, scale, transl)
+        else:
+            hand = self.hand_model(raw["pose"], betas)  # model frame, no global rotation
+            center = hand.joints[:, self.center_joint : self.center_joint + 1]  # (B, 1, 3)
+            # bounded, smooth parameterisation: scale in scale_init * [e^-1, e^1], depth in
+            # z_init * [e^-2, e^2]; an unbounded depth lets a diverging step put the hand behind the camera
+            scale = self.scale_init * torch.exp(torch.tanh(raw["scale"]))  # (B, 1)
+            du, dv, dz = raw["cam"].unbind(-1)
+            u = (du + 1.0) * (W / 2.0) - 0.5
+            v = (dv + 1.0) * (H / 2.0) - 0.5
+            z = self.z_init * torch.exp(2.0 * torch.tanh(dz / 2.0))
+            transl = camera.backproject(torch.stack([u, v], -1), z, K)  # (B, 3)
+            verts = camera.place(hand.verts - center, rotmat, scale, transl)
+            joints = camera.place(hand.joints - center, rotmat, scale, transl)
         out = HandReconOutput(
             pose=raw["pose"], betas=betas, rotmat=rotmat, rot_aa=rot_aa, scale=scale, transl=transl,
             local_pose=hand.local_pose, verts=verts, joints=joints, kp2d_proj=camera.project(joints, K),
@@ -183,9 +236,13 @@ class HandReconNet(nn.Module):
         if hand.mano_verts is not None:
             out.mano_verts = camera.place(hand.mano_verts - center, rotmat, scale, transl)
         if self.appearance is not None and with_appearance:
-            out.texture, out.lighting = self.appearance(low)
-            if self.appearance.texture_coeffs:  # the hand model's texture space -> its UV albedo map
-                out.tex_coeffs, out.texture = out.texture, self.hand_model.texture(out.texture)
+            if isinstance(self.appearance, ReferenceAppearanceHead):
+                out.face_texture, out.lighting = self.appearance(low)
+                out.texture = face_to_vertex_colours(out.face_texture, self.hand_model.faces, self.hand_model.num_verts)
+            else:
+                out.texture, out.lighting = self.appearance(low)
+                if self.appearance.texture_coeffs:  # the hand model's texture space -> its UV albedo map
+                    out.tex_coeffs, out.texture = out.texture, self.hand_model.texture(out.texture)
         if stages is not None and with_kp_branch:
             out.heatmaps = [s[0] for s in stages]
             out.kp2d_stages = [s[1] for s in stages]
@@ -197,5 +254,16 @@ class HandReconNet(nn.Module):
         """The trained 2D branch as a detector: image (B, 3, S, S) -> (uv (B, 21, 2) px, conf (B, 21))."""
         if self.kp_branch is None:
             raise RuntimeError("this model has no 2D keypoint branch (model.use_kp_branch=false)")
-        stages = self.kp_branch((image - self.encoder.mean) / self.encoder.std)
+        stages = self.kp_branch(image)
         return stages[-1][1], stages[-1][2]
+
+
+def face_to_vertex_colours(face_colours: torch.Tensor, faces: torch.Tensor, num_verts: int) -> torch.Tensor:
+    """(B, F, 3) per-face colours -> (B, V, 3) per-vertex: the mean over the faces around each vertex
+    (for mesh files and overlays; rendering uses the face colours themselves)."""
+    B = face_colours.shape[0]
+    idx = faces.reshape(-1).long()  # (3F,)
+    src = face_colours.repeat_interleave(3, dim=1)  # (B, 3F, 3): each face's colour at its 3 corners
+    total = face_colours.new_zeros(B, num_verts, 3).index_add_(1, idx, src)
+    count = face_colours.new_zeros(num_verts).index_add_(0, idx, face_colours.new_ones(idx.shape[0]))
+    return total / count.clamp_min(1.0)[None, :, None]
