@@ -118,13 +118,20 @@ class HandReconModule(pl.LightningModule):
         return self.net(batch["image"], batch["K"], keypoints=kp, **kw)
 
     def render(self, out: HandReconOutput, K: torch.Tensor, size: tuple[int, int], background=None, renderer=None):
-        """The predicted hand, textured and lit, with this module's renderer or ``renderer``."""
-        from handrecon.render.base import Lighting
+        """The predicted hand, textured and lit, with this module's renderer or ``renderer``.
 
-        from handrecon.render.base import UVTexture
+        Per-face colours (model.appearance=reference) are rendered on the mesh with its faces'
+        corners unshared (3 vertices per face, each with its face's colour and normal): flat colour
+        and shading per face, as the reference's renderer draws them."""
+        from handrecon.render.base import Lighting, UVTexture
 
         light = Lighting.from_vector(out.lighting) if out.lighting is not None else None
         hm = self.net.hand_model
+        if out.face_texture is not None:
+            verts = out.verts[:, hm.faces.reshape(-1)]  # (B, 3F, 3)
+            colors = out.face_texture.repeat_interleave(3, dim=1)
+            flat = torch.arange(verts.shape[1], device=hm.faces.device, dtype=hm.faces.dtype).view(-1, 3)
+            return (renderer or self.renderer)(verts, flat, colors, K, size, light, background)
         colors = out.texture if out.texture is not None else torch.full_like(out.verts, 0.7)
         if colors.dim() == 4:  # a UV albedo map (a hand model with a texture space: NIMBLE)
             colors = UVTexture(colors, hm.verts_uvs, hm.faces_uvs)
@@ -142,7 +149,8 @@ class HandReconModule(pl.LightningModule):
         return LossInputs(
             kp2d_proj=out.kp2d_proj, joints3d=out.joints, verts=out.verts, betas=out.betas,
             pose_violation=violation, kp2d_stages=out.kp2d_stages,
-            texture=out.texture.flatten(1, 2) if out.texture is not None and out.texture.dim() == 4 else out.texture,
+            texture=out.face_texture if out.face_texture is not None else (
+                out.texture.flatten(1, 2) if out.texture is not None and out.texture.dim() == 4 else out.texture),
             render_rgb=None if rend is None else rend.rgb, render_silhouette=None if rend is None else rend.silhouette,
             image=batch["image"].permute(0, 2, 3, 1), mask=batch.get("mask"), has_mask=batch.get("has_mask"),
             det_uv=batch["kp2d"], det_conf=batch["kp2d_conf"], appearance_weight=batch.get("appearance_weight"),
