@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +18,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-sys.path.insert(0, str(Path(__file__).parent))
-from fixtures_mano import make_model, write_official_model  # noqa: E402
-from handrecon.convert import ConversionError, convert_s2hand, efficientnet_pytorch_to_timm, main, map_state  # noqa: E402
+from fixtures_mano import make_model, write_official_model
+from handrecon.convert import ConversionError, convert_s2hand, efficientnet_pytorch_to_timm, main, map_state
 
 N_FACES = 1538
 
@@ -301,6 +299,7 @@ def test_converted_model_gives_the_reference_forward(converted, loaded, mano_dir
 
     t7, ckpt, data, summary = converted
     assert summary["dropped"] == ["encoder/encoder._fc.weight", "encoder/encoder._fc.bias"]
+    torch.load(ckpt, map_location="cpu", weights_only=True)  # the converted file holds no code either
     module, cfg = loaded
     assert cfg.model.placement == "reference" and cfg.model.mean_shape is False
     net = module.net
@@ -463,3 +462,33 @@ def test_config_follows_the_files_args(tmp_path):
     assert "model.mean_shape=true" in over and "model.heatmap_attention=true" in over
     with pytest.raises(ConversionError, match="regress_mode='hm2mano'"):
         config_overrides({"args": argparse.Namespace(regress_mode="hm2mano")}, tmp_path / "a.t7")
+
+
+def test_face_colours_render_flat_and_average_onto_vertices(loaded):
+    """model.appearance=reference: each face is drawn with its own colour (corners unshared); mesh
+    files get per-vertex colours = the mean of the faces around each vertex."""
+    from handrecon.models.network import HandReconOutput, face_to_vertex_colours
+
+    faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    cols = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
+    v = face_to_vertex_colours(cols, faces, 5)
+    torch.testing.assert_close(v, torch.tensor([[[0.5, 0, 0.5], [1, 0, 0], [0.5, 0, 0.5], [0, 0, 1], [0, 0, 0]]]))
+
+    module = loaded[0]
+    mesh_faces = module.net.hand_model.faces
+    B, V, Fn = 1, module.net.hand_model.num_verts, mesh_faces.shape[0]
+    verts = torch.randn(B, V, 3)
+    face_tex = torch.rand(B, Fn, 3)
+    seen = {}
+
+    def fake_renderer(verts_in, faces_in, colours, K, size, light, background):
+        seen.update(verts=verts_in, faces=faces_in, colours=colours)
+
+    z = torch.zeros(B, 3)
+    out = HandReconOutput(pose=z, betas=z, rotmat=torch.eye(3)[None], rot_aa=z, scale=z[:, :1], transl=z,
+                          local_pose=z, verts=verts, joints=z, kp2d_proj=z, face_texture=face_tex)
+    module.render(out, torch.eye(3)[None], (8, 8), renderer=fake_renderer)
+    assert seen["verts"].shape == (B, 3 * Fn, 3) and seen["faces"].shape == (Fn, 3)
+    corners = seen["verts"][0][seen["faces"]]  # (F, 3, 3): the faces' corners
+    torch.testing.assert_close(corners, verts[0][mesh_faces])
+    torch.testing.assert_close(seen["colours"][0][seen["faces"]], face_tex[0][:, None].expand(Fn, 3, 3))

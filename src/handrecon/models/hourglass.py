@@ -139,9 +139,13 @@ class KeypointBranch(nn.Module):
         self.r5 = Residual(f // 2, f)
         self.hourglass = nn.ModuleList([Hourglass(depth, f, num_modules) for _ in range(num_stacks)])
         # per stack: num_modules residuals (flat list, stack-major), a 1x1 conv-BN-ReLU, the heatmaps
-        self.Residual = nn.ModuleList([Residual(f, f) for _ in range(num_stacks * num_modules)])
-        self.lin_ = nn.ModuleList(
-            [nn.Sequential(nn.Conv2d(f, f, 1), nn.BatchNorm2d(f), nn.ReLU(inplace=True)) for _ in range(num_stacks)])
+        # (made stack by stack: the order in which the weights are drawn at initialisation)
+        residuals, lins = [], []
+        for _ in range(num_stacks):
+            residuals += [Residual(f, f) for _ in range(num_modules)]
+            lins.append(nn.Sequential(nn.Conv2d(f, f, 1), nn.BatchNorm2d(f), nn.ReLU(inplace=True)))
+        self.Residual = nn.ModuleList(residuals)
+        self.lin_ = nn.ModuleList(lins)
         self.tmpOut = nn.ModuleList([nn.Conv2d(f, NUM_JOINTS, 1) for _ in range(num_stacks)])
         # between stacks: features and heatmaps mapped back and added to the next stack's input
         self.ll_ = nn.ModuleList([nn.Conv2d(f, f, 1) for _ in range(num_stacks - 1)])
