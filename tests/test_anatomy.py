@@ -199,6 +199,7 @@ def test_prior_reads_the_official_mano_pose_with_hands_mean(tmp_path):
     axis-angle hands_mean + coefficients x hands_components (the reference's), for the file's recorded
     pose coefficients (hands_coeffs)."""
     import numpy as np
+
     from fixtures_mano import make_model, write_official_model
 
     data = make_model()

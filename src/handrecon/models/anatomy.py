@@ -50,8 +50,8 @@ _KNUCKLE_XYZ = ((-5.0, 5.0), (-10.0, 10.0), (-10.0, 100.0))
 
 #: the reference's pose-prior box: (min, max) in degrees of the raw MANO axis-angle [x, y, z] of each
 #: finger joint (hands_mean included, right hand), S2HAND examples/losses.py ``tsa_pose_loss``. The
-#: reference also has a root row, [pi +- 0.01, +-0.01, +-0.01] rad, which its fixed root rotation
-#: [pi, 0, 0] always satisfies: it only divides the mean by 16 x 3 instead of 15 x 3
+#: reference also has a root row (x in [3.13, 3.15], y and z in [-0.01, 0.01] rad), which its fixed
+#: root rotation [pi, 0, 0] always satisfies: it only divides the mean by 16 x 3 instead of 15 x 3
 #: (:data:`POSE_PRIOR_ROWS`).
 POSE_LIMITS_DEG: dict[str, tuple[tuple[float, float], ...]] = {
     "index1": _KNUCKLE_XYZ, "index2": _FINGER_XYZ, "index3": _FINGER_XYZ,
