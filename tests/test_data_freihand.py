@@ -305,13 +305,19 @@ def test_datamodule_refuses_a_train_set_smaller_than_the_batch(tree):
         dm.setup("fit")
 
 
-def test_freihand_config_requires_root():
-    from omegaconf import OmegaConf
+def test_freihand_config_requires_root(tmp_path):
+    """data.root comes from paths.freihand_root (conf/local/default.yaml or the command line); unset,
+    the error names both keys."""
     from omegaconf.errors import InterpolationToMissingValueError
 
-    cfg = OmegaConf.load(CONF / "freihand.yaml")
-    with pytest.raises(InterpolationToMissingValueError, match="Missing mandatory value: root"):
-        _ = cfg.train_dataset.root
+    from handrecon.cli import compose_config
+
+    cfg = compose_config(["data=freihand"], tmp_path)
+    with pytest.raises(InterpolationToMissingValueError, match=r"(?s)paths.freihand_root.*data.train_dataset.root"):
+        _ = cfg.data.train_dataset.root
+    cfg = compose_config(["data=freihand", "paths.freihand_root=/data/FreiHAND_pub_v2"], tmp_path)
+    assert cfg.data.root == cfg.data.train_dataset.root == "/data/FreiHAND_pub_v2"
+    assert cfg.data.train_dataset.detections == "/data/FreiHAND_pub_v2/detections/training.json"
 
 
 def test_worker_processes_load_samples_and_report_bad_files(tmp_path):

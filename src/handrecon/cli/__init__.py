@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from omegaconf import OmegaConf
+
+# conf/hydra/launcher/submitit_slurm.yaml takes the plugin's config name on purpose (so that
+# hydra/launcher=submitit_slurm gets the sizes wired to the trainer); Hydra 1.3 still merges it onto the
+# plugin's schema of that name (type-checked) and warns that this matching is deprecated. With or
+# without the matching the file holds every field, so the warning tells the user nothing.
+warnings.filterwarnings("ignore", message=r"(?s).*'hydra/launcher/submitit_slurm' is validated against ConfigStore schema")
 
 
 def conf_dir() -> Path:

@@ -1,20 +1,25 @@
-"""``python -m handrecon``: the Hydra app. task=train (default) trains one stage."""
+"""``python -m handrecon``: the Hydra app. task=train (default) trains one stage and returns its
+validation objective (``stage.monitor``) to Hydra, so that a sweeper (``hparams_search=...``) can
+optimise it."""
 
 from __future__ import annotations
 
+import functools
 import json
-import logging
 import math
+import sys
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from handrecon.cli import conf_dir
+from handrecon.logs import get_logger
 
-log = logging.getLogger("handrecon")
+log = get_logger("handrecon")
 
 TASKS = ("train", "evaluate", "predict", "export")
 
@@ -109,8 +114,14 @@ def train(cfg: DictConfig) -> dict:
         trainer.validate(module, datamodule=datamodule, verbose=False)
     result = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1 and math.isfinite(float(v))}
     best = [c for c in callbacks if isinstance(c, pl.callbacks.ModelCheckpoint) and c.monitor]
+    monitor = str(cfg.stage.monitor)
+    objective = result.get(monitor, math.nan)
+    if monitor not in result:
+        log.warning("the run returns nan to Hydra: %s was not logged (validation off? trainer.limit_val_batches)", monitor)
     summary = {
         "stage": cfg.stage.name,
+        # the final weights' validation value of stage.monitor: what main() returns to Hydra's sweepers
+        "objective": {"metric": monitor, "value": objective},
         "global_step": trainer.global_step,
         "best_checkpoint": best[0].best_model_path if best else None,
         "last_checkpoint": str(output_dir / "checkpoints" / "last.ckpt"),
@@ -124,12 +135,17 @@ def train(cfg: DictConfig) -> dict:
     }
     if cfg.test_after_fit:
         trainer.test(module, datamodule=datamodule)
-    if trainer.is_global_zero:
-        (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
-        write_metrics(output_dir, result)
+    write_summary(output_dir, summary)
+    write_metrics(output_dir, result)
     return summary
 
 
+@rank_zero_only
+def write_summary(output_dir: Path, summary: dict) -> None:
+    (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+
+
+@rank_zero_only
 def write_metrics(output_dir: Path, metrics: dict) -> dict:
     """metrics.json of the run: the evaluator's keys (val/*, mm; null where validation could not
     compute them, e.g. mesh metrics without ground-truth meshes) plus the mean-pose baseline.
@@ -147,6 +163,42 @@ def write_metrics(output_dir: Path, metrics: dict) -> dict:
     return {}
 
 
+def close_loggers(failed: bool) -> None:
+    """Finish an open wandb run (exit code 1 after a failure), so it is synced/marked and the next job
+    of an in-process sweep starts its own run. Lightning finalises its other loggers itself."""
+    wandb = sys.modules.get("wandb")  # imported only if a run used it
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish(exit_code=1 if failed else 0)
+
+
+def task_wrapper(task):
+    """Run a task; whatever happens, close the loggers, and when it fails, say which output folder
+    holds its logs and checkpoints (every rank says it: the failing one may not be rank 0)."""
+
+    @functools.wraps(task)
+    def wrapped(cfg: DictConfig):
+        failed = True
+        try:
+            out = task(cfg)
+            failed = False
+            return out
+        except BaseException:
+            log.error("task=%s failed; its output folder: %s", cfg.get("task"), _output_dir(cfg), rank_zero=False)
+            raise
+        finally:
+            close_loggers(failed)
+
+    return wrapped
+
+
+def _output_dir(cfg: DictConfig) -> str:
+    try:
+        return str(cfg.paths.output_dir)
+    except Exception:  # noqa: BLE001 - no Hydra run folder (composed outside python -m handrecon)
+        return "(none)"
+
+
+@task_wrapper
 def run(cfg: DictConfig):
     if cfg.task not in TASKS:
         raise ValueError(f"task={cfg.task!r} is not a task; expected one of {TASKS}")
@@ -166,8 +218,13 @@ def run(cfg: DictConfig):
 
 
 @hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")
-def main(cfg: DictConfig):
-    run(cfg)
+def main(cfg: DictConfig) -> float | None:
+    """The Hydra app; task=train returns the validation objective (stage.monitor, e.g. PA-MPJPE in mm;
+    nan when it was not logged), which Hydra hands to the sweeper (hparams_search=...)."""
+    out = run(cfg)
+    if cfg.task == "train":
+        return float(out["objective"]["value"])
+    return None
 
 
 if __name__ == "__main__":
