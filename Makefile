@@ -6,17 +6,21 @@ PIP    := $(VENV)/bin/pip
 # pytest: all cores, but the suite is sized for 2
 PYTEST_ARGS ?= -q
 
-.PHONY: install test demo bench bench-quick bench-gpu lint clean
+.PHONY: install test test-fast demo bench bench-quick bench-gpu lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 
 install: $(PY)
-	$(PIP) install -e ".[test,export,bench]"
+	$(PIP) install -e ".[test,export,bench,sweep]"
 
 test: $(PY)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# everything but the tests marked slow (end-to-end subprocess runs, DDP, kill/resume, sweeps)
+test-fast: $(PY)
+	$(PY) -m pytest $(PYTEST_ARGS) -m "not slow"
 
 # The main job on the embedded default: generate the synthetic dataset (cached), train the
 # quickstart (ssl_e2e, tiny network, CPU), print metrics.json, then run predict on held-out images.

@@ -18,6 +18,7 @@ import torch
 from conftest import run_cli, tiny_overrides
 
 
+@pytest.mark.slow
 def test_runs_from_any_directory_and_writes_metrics(synth_cache, tmp_path):
     elsewhere = tmp_path / "somewhere_else"
     elsewhere.mkdir()
@@ -30,6 +31,7 @@ def test_runs_from_any_directory_and_writes_metrics(synth_cache, tmp_path):
     assert (out / ".hydra" / "config.yaml").is_file() and (out / "config_resolved.yaml").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("logger", ["none", "tensorboard", "wandb"])
 def test_logger_choices(logger, synth_cache, tmp_path):
     # csv is the default (every other test); wandb runs offline here (no login, no network)
@@ -50,6 +52,7 @@ def test_unknown_config_value_is_a_clear_error(tmp_path):
     assert "ssl_nope" in p.stderr and "ssl_shape" in p.stderr  # names the value and the options
 
 
+@pytest.mark.slow
 def test_multirun_sweep_over_a_loss_weight(synth_cache, tmp_path):
     sweep = tmp_path / "sweep"
     run_cli(["--multirun", *tiny_overrides(synth_cache, steps=1), "stage=ssl_shape", "loss.w_kp2d=0.5,2",
@@ -59,6 +62,7 @@ def test_multirun_sweep_over_a_loss_weight(synth_cache, tmp_path):
     assert weights == [0.5, 2.0]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_step(synth_cache, tmp_path):
     """Kill a run mid-epoch (SIGKILL) once it has written last.ckpt; resume=true continues from
     that checkpoint's step and finishes at max_steps."""
@@ -95,6 +99,7 @@ def test_killed_run_resumes_to_the_same_step(synth_cache, tmp_path):
     assert resumed["global_step"] == 40
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(synth_cache, tmp_path):
     out = tmp_path / "ddp"
     run_cli([*tiny_overrides(synth_cache, steps=2), "stage=ssl_shape", "trainer=ddp", "trainer.accelerator=cpu",
@@ -108,6 +113,7 @@ def trained_ckpt(trained_ckpt_session) -> Path:
     return trained_ckpt_session
 
 
+@pytest.mark.slow
 def test_evaluate_writes_submission_and_metrics(trained_ckpt, synth_cache, tmp_path):
     out = tmp_path / "eval"
     run_cli([*tiny_overrides(synth_cache), "task=evaluate", f"ckpt={trained_ckpt}", f"out={out}",
@@ -119,6 +125,7 @@ def test_evaluate_writes_submission_and_metrics(trained_ckpt, synth_cache, tmp_p
     assert (out / "pck.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_predict_on_mixed_folder(trained_ckpt, synth_cache, tmp_path):
     import cv2
 
@@ -147,6 +154,7 @@ def test_predict_on_mixed_folder(trained_ckpt, synth_cache, tmp_path):
     assert mesh.visual.vertex_colors.shape[0] == len(mesh.vertices)
 
 
+@pytest.mark.slow
 def test_export_onnx_matches_pytorch(trained_ckpt, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     from handrecon.cli.checkpoint import load_module
@@ -170,6 +178,7 @@ def test_export_onnx_matches_pytorch(trained_ckpt, tmp_path):
             torch.testing.assert_close(g, r, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_predict_left_hand_is_the_mirror_of_the_flipped_right_hand(trained_ckpt, tmp_path):
     import cv2
 

@@ -130,6 +130,7 @@ def lifting_run(tmp_path_factory):
     return _short_run(tmp_path_factory.mktemp("lifting_run"), over)
 
 
+@pytest.mark.slow  # 60-400 training steps
 @pytest.mark.parametrize("run", ["short_run", "lifting_run"])
 def test_short_run_loss_falls_and_2d_fit_improves(run, request):
     """The training loss falls and the projected 3D joints of held-out images move towards their
@@ -140,6 +141,7 @@ def test_short_run_loss_falls_and_2d_fit_improves(run, request):
     assert trained["reproj_px"] < 0.9 * untrained["reproj_px"], (untrained, trained)
 
 
+@pytest.mark.slow  # 60-400 training steps
 def test_lifting_run_beats_the_untrained_network_in_pa_mpjpe(lifting_run):
     """400 CPU steps of the quickstart's model clearly beat the untrained network, which predicts the
     mean pose (PA-MPJPE ignores the global rotation, so the gain is the articulation)."""
@@ -147,6 +149,7 @@ def test_lifting_run_beats_the_untrained_network_in_pa_mpjpe(lifting_run):
     assert trained["pa_mpjpe_mm"] < 0.9 * untrained["pa_mpjpe_mm"], (untrained, trained)
 
 
+@pytest.mark.slow  # 60-400 training steps
 @pytest.mark.xfail(strict=True, reason="known limit: an image-only regressor fits 2D keypoints in a minutes-long CPU "
                    "run but does not learn the articulation (the quickstart reads the detections for this reason); "
                    "strict: passing means this mark must go")
