@@ -10,6 +10,7 @@ on the file's weights), the encoder from efficientnet_pytorch itself.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 
@@ -492,3 +493,34 @@ def test_face_colours_render_flat_and_average_onto_vertices(loaded):
     corners = seen["verts"][0][seen["faces"]]  # (F, 3, 3): the faces' corners
     torch.testing.assert_close(corners, verts[0][mesh_faces])
     torch.testing.assert_close(seen["colours"][0][seen["faces"]], face_tex[0][:, None].expand(Fn, 3, 3))
+
+
+@pytest.mark.slow
+def test_readme_commands_on_a_converted_model(tmp_path, mano_dir):
+    """README "S2HAND's published models": convert, evaluate on a FreiHAND-layout folder, predict on
+    photos, as the three commands there (fresh processes)."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    from conftest import run_cli
+    from data_fixtures import make_freihand_tree
+
+    write_reference_t7(tmp_path / "texturehand_freihand.t7", use_mean_shape=True)
+    p = subprocess.run([sys.executable, "-m", "handrecon.convert", "s2hand", "texturehand_freihand.t7",
+                        "out=s2hand_freihand.ckpt", f"hand_model.path={mano_dir}"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "left out: encoder/encoder._fc.weight, encoder/encoder._fc.bias" in p.stdout
+    make_freihand_tree(tmp_path / "FreiHAND", n=1, versions=1, n_eval=2, n_verts=778)
+    run_cli(["task=evaluate", "data=freihand", f"data.root={tmp_path / 'FreiHAND'}", "ckpt=s2hand_freihand.ckpt",
+             "hand_model=mano", f"hand_model.path={mano_dir}", "data.num_workers=0", "out=eval"], cwd=tmp_path)
+    pred = json.loads((tmp_path / "eval" / "pred.json").read_text())
+    assert len(pred[0]) == 2 and len(pred[1][0]) == 778  # FreiHAND's [xyz, verts] lists
+    photos = tmp_path / "my_photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a.png"), (np.random.default_rng(0).random((240, 200, 3)) * 255).astype(np.uint8))
+    run_cli(["task=predict", "ckpt=s2hand_freihand.ckpt", "input=my_photos/", "hand_model=mano",
+             f"hand_model.path={mano_dir}", "out=pred"], cwd=tmp_path)
+    assert (tmp_path / "pred" / "a_overlay.png").is_file() and (tmp_path / "pred" / "a.obj").is_file()
