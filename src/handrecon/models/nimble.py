@@ -292,8 +292,11 @@ class NIMBLEModel(nn.Module):
             if size is not None and T != size:
                 raise ValueError(f"{tf}: the maps have different sizes ({size} and {T})")
             size = T
-            buf(f"tex_{m}_basis", _f32(basis[:, :ct]))
-            buf(f"tex_{m}_mean", _f32(mean))
+            # kept as (Ct, T T 3) rows in R, G, B order (the file's rows are B, G, R per texel): one addmm
+            # per map, no per-call transposes or channel flips
+            rgb = np.asarray(basis[:, :ct], np.float32).reshape(T, T, 3, ct)[:, :, ::-1]
+            buf(f"tex_{m}_basis", torch.as_tensor(np.ascontiguousarray(rgb.reshape(-1, ct).T)))
+            buf(f"tex_{m}_mean", _f32(np.asarray(mean).reshape(T, T, 3)[:, :, ::-1].reshape(-1)))
             buf(f"tex_{m}_std", _f32(std[:ct]))
         self.texture_size = int(size)
         buf("faces_uvs", _load_pt(folder / FACES_UVS_FILE, 2, torch.long))  # (F, 3)
@@ -388,8 +391,8 @@ class NIMBLEModel(nn.Module):
         out = {}
         for m in maps or self.maps:
             basis, mean, std = (getattr(self, f"tex_{m}_{k}") for k in ("basis", "mean", "std"))
-            x = mean + (alpha.to(basis.dtype) * std) @ basis.T  # (B, 3 T T)
-            out[m] = x.view(-1, T, T, 3).clamp(0.0, 1.0).flip(-1)  # B, G, R -> R, G, B
+            x = torch.addmm(mean, alpha.to(basis.dtype) * std, basis)  # (B, T T 3), R, G, B
+            out[m] = x.clamp(0.0, 1.0).view(-1, T, T, 3)
         return out
 
     def texture(self, alpha: torch.Tensor) -> torch.Tensor:
