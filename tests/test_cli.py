@@ -275,5 +275,6 @@ def test_evaluate_feeds_a_keypoint_model_the_detections_and_counts_the_rest(keyp
     (root / "detections" / "evaluation.json").unlink()
     out2 = tmp_path / "eval2"
     res2 = evaluate(compose_config(["data=freihand", f"data.root={root}", "data.image_size=64", "data.num_workers=0",
-                                    "stage.batch_size=8", "task=evaluate", f"ckpt={keypoint_ckpt}", f"out={out2}"], out2))
+                                    "stage.batch_size=8", "task=evaluate", f"ckpt={keypoint_ckpt}", f"out={out2}",
+                                    "allow_non_mano_on_real_data=true"], out2))  # the open hand model on FreiHAND
     assert res2["keypoints_from_2d_branch"] == 8

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -56,6 +57,7 @@ RESUME_SAFE_KEYS = (
     "trainer.default_root_dir", "trainer.limit_val_batches", "trainer.val_check_interval",
     "trainer.check_val_every_n_epoch", "callbacks", "data.num_workers", "data.pin_memory",
     "data.persistent_workers", "data.cache_dir", "data.root", "data.synthetic.workers",
+    "hand_model.path", "model.hand_model.path", "allow_non_mano_on_real_data",  # the MANO file may have moved
 )
 
 
@@ -81,11 +83,49 @@ def config_differences(saved: dict, current: dict, safe=RESUME_SAFE_KEYS) -> lis
     return [k for k in sorted(set(a) | set(b)) if not is_safe(k) and a.get(k, "<absent>") != b.get(k, "<absent>")]
 
 
-def load_module(path: str | Path, map_location: str = "cpu"):
-    """-> (HandReconModule in eval mode, its training config)."""
+def command_line_hand_model_path(cfg: DictConfig) -> str | None:
+    """``hand_model.path`` of this command line (None when it sets none, e.g. the default open hand model)."""
+    p = OmegaConf.select(cfg, "hand_model.path", default=None, throw_on_missing=False)
+    return None if p in (None, "") else str(p)
+
+
+def with_hand_model_path(cfg: DictConfig, hand_model_path: str) -> DictConfig:
+    """The training config with the hand model file at ``hand_model_path`` (the stored config is
+    resolved: the network's own copy, ``model.hand_model``, is changed too)."""
+    cfg = cfg.copy()
+    for key in ("hand_model", "model.hand_model"):
+        node = OmegaConf.select(cfg, key, default=None)
+        if node is not None and "path" in node:
+            node.path = str(hand_model_path)
+    return cfg
+
+
+def load_module(path: str | Path, map_location: str = "cpu", hand_model_path: str | None = None):
+    """-> (HandReconModule in eval mode, its training config). ``hand_model_path`` (the command line's
+    ``hand_model.path``) replaces the hand model file stored in the checkpoint's config: the licensed
+    MANO file is never inside a checkpoint and may have moved since training."""
     from handrecon.cli.train import build_module
 
     ck, cfg = load_checkpoint_config(path)
-    module = build_module(cfg)
-    module.load_state_dict(ck["state_dict"])
+    if hand_model_path is not None:
+        cfg = with_hand_model_path(cfg, hand_model_path)
+    try:
+        module = build_module(cfg)
+    except InstantiationException as err:
+        from handrecon.models.mano_io import MANOFileNotFound
+
+        if isinstance(err.__cause__, MANOFileNotFound):  # the file moved since training
+            raise MANOFileNotFound(
+                f"ckpt={path}: the hand model file of this checkpoint is not where it was"
+                f"{' at training time' if hand_model_path is None else ''}; pass `hand_model.path=<where it is now>` "
+                f"(the command line's path replaces the checkpoint's).\n{err.__cause__}"
+            ) from None
+        raise
+    try:
+        module.load_state_dict(ck["state_dict"])
+    except RuntimeError as err:
+        source = getattr(module.net.hand_model, "source", "?")
+        raise ValueError(f"ckpt={path}: its weights do not fit the network rebuilt from its config with the hand model "
+                         f"{source} (a hand model of another size than at training time?): "
+                         f"{str(err).splitlines()[0]}") from None
     return module.to(map_location).eval(), cfg

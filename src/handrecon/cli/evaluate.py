@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    from handrecon.cli.checkpoint import load_module
+    from handrecon.cli.checkpoint import command_line_hand_model_path, load_module
+    from handrecon.cli.realdata import OPT_OUT_KEY, check_mano_for_real_data
     from handrecon.eval.exporters import write_freihand_pred
     from handrecon.eval.metrics import evaluate_arrays
     from handrecon.eval.plots import save_pck_plot
@@ -30,7 +31,10 @@ def evaluate(cfg: DictConfig) -> dict:
 
     if not cfg.ckpt:
         raise ValueError("task=evaluate needs ckpt=<path to a handrecon .ckpt>")
-    module, _ = load_module(cfg.ckpt)
+    module, _ = load_module(cfg.ckpt, hand_model_path=command_line_hand_model_path(cfg))
+    # pred.json is scored against the data of THIS command line
+    check_mano_for_real_data(cfg.data, module.net.hand_model, bool(OmegaConf.select(cfg, OPT_OUT_KEY, default=False)),
+                             "evaluate")
     out = Path(cfg.out or cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     # the data of THIS command line (e.g. data=freihand data.root=...), not of the training run

@@ -76,11 +76,13 @@ def export_model(net: nn.Module, image_size: int, out_dir: Path, fmt: str = "bot
 
 
 def export(cfg: DictConfig) -> dict[str, str]:
-    from handrecon.cli.checkpoint import load_module
+    from handrecon.cli.checkpoint import command_line_hand_model_path, load_module
+    from handrecon.cli.realdata import warn_if_trained_without_mano
 
     if not cfg.ckpt:
         raise ValueError("task=export needs ckpt=<path to a handrecon .ckpt>")
-    module, train_cfg = load_module(cfg.ckpt)
+    module, train_cfg = load_module(cfg.ckpt, hand_model_path=command_line_hand_model_path(cfg))
+    warn_if_trained_without_mano(train_cfg, module.net.hand_model, "export")
     out = Path(cfg.out or cfg.paths.output_dir)
     files = export_model(module.net, int(train_cfg.data.image_size), out, str(cfg.format))
     for k, v in files.items():

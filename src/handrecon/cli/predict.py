@@ -138,7 +138,7 @@ def crop_keypoints(net, images: torch.Tensor, crops: list[Crop], dets) -> tuple[
 
 
 def predict(cfg: DictConfig) -> dict:
-    from handrecon.cli.checkpoint import load_module
+    from handrecon.cli.checkpoint import command_line_hand_model_path, load_module
     from handrecon.data.images import CorruptImageError, read_rgb
     from handrecon.eval.exporters import save_obj, save_params_json, save_ply, save_points_ply, save_textured_obj
 
@@ -149,7 +149,7 @@ def predict(cfg: DictConfig) -> dict:
     hand = str(cfg.hand)
     if hand not in ("right", "left"):
         raise ValueError(f"hand={hand!r}: expected right or left")
-    module, train_cfg = load_module(cfg.ckpt)
+    module, train_cfg = load_module(cfg.ckpt, hand_model_path=command_line_hand_model_path(cfg))
     net = module.net
     size = int(train_cfg.data.image_size)
     out = Path(cfg.out or cfg.paths.output_dir)

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from handrecon.cli import conf_dir
+from handrecon.cli.realdata import OPT_OUT_KEY, check_mano_for_real_data
 from handrecon.logs import get_logger
 
 log = get_logger("handrecon")
@@ -93,6 +94,7 @@ def train(cfg: DictConfig) -> dict:
     pl.seed_everything(int(cfg.seed), workers=True)
     datamodule = hydra.utils.instantiate(cfg.data)
     module = build_module(cfg)
+    check_mano_for_real_data(cfg.data, module.net.hand_model, bool(cfg.get(OPT_OUT_KEY, False)), "train")
     loaded = module.init_from(cfg.init_from)
     if loaded:
         log.info("initialised %d tensors from %s", len(loaded), cfg.init_from)

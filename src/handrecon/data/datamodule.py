@@ -15,7 +15,7 @@ DDP: every process builds the same datasets and split in ``setup``; the DataLoad
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -91,7 +91,9 @@ class HandDataModule(pl.LightningDataModule):
     """Train / val / test DataLoaders over dataset factories (see the module docstring).
 
     ``root``, ``image_size``, ``name`` and ``version`` are informational (Hydra configs interpolate them into
-    the dataset nodes) and appear in :meth:`describe`.
+    the dataset nodes) and appear in :meth:`describe`. So are two facts of the dataset's ground truth:
+    ``mano_tip_vertex_ids`` (the MANO vertices it takes as fingertips; ``hand_model=mano`` interpolates them)
+    and ``mesh_needs_mano`` (its official scorer compares MANO meshes).
     """
 
     def __init__(
@@ -110,6 +112,8 @@ class HandDataModule(pl.LightningDataModule):
         image_size: int | None = None,
         name: str | None = None,
         version: str | None = None,
+        mano_tip_vertex_ids: Sequence[int] | None = None,
+        mesh_needs_mano: bool = False,
     ) -> None:
         super().__init__()
         if int(batch_size) < 1:
@@ -124,6 +128,8 @@ class HandDataModule(pl.LightningDataModule):
         self.persistent_workers = (self.num_workers > 0) if persistent_workers is None else bool(persistent_workers)
         self.val_fraction, self.seed = float(val_fraction), int(seed)
         self.root, self.image_size, self.name, self.version = root, image_size, name, version
+        self.mano_tip_vertex_ids = None if mano_tip_vertex_ids is None else [int(i) for i in mano_tip_vertex_ids]
+        self.mesh_needs_mano = bool(mesh_needs_mano)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None

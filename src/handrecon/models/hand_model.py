@@ -99,6 +99,16 @@ def _fix_official_left_shapedirs(data: dict, left_file: Path) -> dict:
     return data
 
 
+def gives_mano_meshes(hand_model) -> bool:
+    """Whether a hand layer's output includes meshes of MANO's topology (778 vertices), which the
+    official FreiHAND / HO3D scorers compare: MANO itself (or a MANO-layout file of 778 vertices), or a
+    model with a MANO-topology output (``num_mano_verts``, NIMBLE); not the open hand model."""
+    if getattr(hand_model, "is_openhand", False):
+        return False
+    n = getattr(hand_model, "num_mano_verts", None) or getattr(hand_model, "num_verts", 0)
+    return int(n) == MANO_NUM_VERTS
+
+
 def check_model_arrays(data: dict, source: str | os.PathLike) -> None:
     """Every array of a MANO-layout model must agree with the others in size (V vertices from
     ``v_template``, J = 16 joints from ``kintree_table``) and hold finite numbers; otherwise one
