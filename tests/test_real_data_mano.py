@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli, tiny_overrides
+from conftest import tiny_overrides
 from fixtures_mano import make_model, write_official_model
 from handrecon.cli import compose_config
 from handrecon.cli.realdata import OPT_OUT_KEY, check_mano_for_real_data
@@ -90,14 +90,17 @@ def test_real_data_opt_out_trains_evaluates_and_exports_with_loud_warnings(synth
     evaluate without the opt-out; with it, train / evaluate / export run and warn."""
     from handrecon.cli.evaluate import evaluate
     from handrecon.cli.export import export
+    from handrecon.cli.train import train
 
     root = tmp_path / "freihand"
     shutil.copytree(next(Path(synth_cache).glob("synthetic_*")), root)
     run = tmp_path / "run"
     real = ["data=freihand", f"data.root={root}", "data.image_size=64", "data.num_workers=0"]
     tiny = [o for o in tiny_overrides(synth_cache, steps=2) if not o.startswith("data")]
-    p = run_cli([*tiny, *real, f"{OPT_OUT_KEY}=true", f"hydra.run.dir={run}"], cwd=tmp_path)
-    assert "What is lost" in p.stdout + p.stderr and "task=train" in p.stdout + p.stderr
+    with caplog.at_level(logging.WARNING, logger="handrecon"):
+        train(compose_config([*tiny, *real, f"{OPT_OUT_KEY}=true", "logger=none"], run))
+    assert "task=train: data=freihand with the open hand model" in caplog.text and "What is lost" in caplog.text
+    caplog.clear()
     ckpt = run / "checkpoints" / "last.ckpt"
     args = [*real, "stage.batch_size=8", "task=evaluate", f"ckpt={ckpt}"]
     with pytest.raises(ValueError, match="task=evaluate: data=freihand with the open hand model"):
@@ -117,12 +120,13 @@ def test_real_data_opt_out_trains_evaluates_and_exports_with_loud_warnings(synth
 def test_the_command_line_mano_path_wins_over_the_checkpoints(synth_cache, mano_dir, tmp_path):
     from handrecon.cli.evaluate import evaluate
     from handrecon.cli.predict import predict
+    from handrecon.cli.train import train
 
     a = tmp_path / "A"
     shutil.copytree(mano_dir, a)
     run = tmp_path / "run"
-    run_cli([*tiny_overrides(synth_cache, steps=2), "hand_model=mano", f"hand_model.path={a}", f"hydra.run.dir={run}"],
-            cwd=tmp_path)
+    train(compose_config([*tiny_overrides(synth_cache, steps=2), "hand_model=mano", f"hand_model.path={a}",
+                          "logger=none"], run))
     ckpt = run / "checkpoints" / "last.ckpt"
     ev = [*tiny_overrides(synth_cache), "task=evaluate", f"ckpt={ckpt}"]
     before = evaluate(compose_config([*ev, f"out={tmp_path / 'e_a'}"], tmp_path / "e_a"))

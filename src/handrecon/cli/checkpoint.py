@@ -8,7 +8,6 @@ import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
-
 #: the only Python types a handrecon checkpoint may hold besides tensors and plain containers
 #: (torch.load(weights_only=True) already allows dict/list/tuple/str/numbers/OrderedDict/Counter/
 #: torch dtypes and sizes). Lightning stores nothing else for handrecon's modules, optimisers,
