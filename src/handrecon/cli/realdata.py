@@ -9,14 +9,13 @@ then (and at export time) it warns loudly about what is lost.
 
 from __future__ import annotations
 
-import logging
-
 from omegaconf import DictConfig, OmegaConf
 
+from handrecon.logs import get_logger
 from handrecon.models.hand_model import MANO_NUM_VERTS, gives_mano_meshes
 from handrecon.models.mano_io import MANO_URL
 
-log = logging.getLogger("handrecon")
+log = get_logger("handrecon")  # rank zero only: one warning per run
 
 OPT_OUT_KEY = "allow_non_mano_on_real_data"
 
