@@ -51,7 +51,7 @@ def load_checkpoint_config(path: str | Path, key: str = "ckpt") -> tuple[dict, D
 #: how it logs and loads data); every other difference makes resume refuse and name the keys
 RESUME_SAFE_KEYS = (
     "resume", "ckpt", "init_from", "task", "out", "input", "box", "detections", "hand", "focal_ratio",
-    "predict_batch_size", "format", "test_after_fit", "paths", "logger", "overlay_renderer",
+    "predict_batch_size", "format", "test_after_fit", "paths", "logger", "overlay_renderer", "bad_eval_images",
     "trainer.max_steps", "trainer.max_epochs", "trainer.enable_progress_bar", "trainer.log_every_n_steps",
     "trainer.default_root_dir", "trainer.limit_val_batches", "trainer.val_check_interval",
     "trainer.check_val_every_n_epoch", "callbacks", "data.num_workers", "data.pin_memory",

@@ -1,0 +1,101 @@
+"""task=evaluate: a submission never holds a wrong entry (a bad evaluation image fails, naming it,
+or becomes a listed placeholder), pred.zip, the local scoring command, the image-size warning and
+the counts in metrics.json for HO3D (in-process runs on the tiny data)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_fixtures import make_ho3d_tree
+from handrecon.cli import compose_config
+from handrecon.cli.evaluate import BadEvaluationImage, evaluate
+from handrecon.eval.freihand import evaluate_freihand
+from handrecon.eval.metrics import METRIC_KEYS
+
+
+@pytest.fixture
+def freihand_root(synth_cache, tmp_path) -> Path:
+    """A copy of the tiny synthetic set (FreiHAND layout, 8 evaluation images with ground truth)."""
+    root = tmp_path / "freihand"
+    shutil.copytree(next(Path(synth_cache).glob("synthetic_*")), root)
+    return root
+
+
+def _args(root, ckpt, out, *extra):
+    return ["data=freihand", f"data.root={root}", "data.image_size=64", "data.num_workers=0", "stage.batch_size=4",
+            "task=evaluate", f"ckpt={ckpt}", f"out={out}", *extra]
+
+
+def run(args, out):
+    return evaluate(compose_config(args, out))
+
+
+def test_bad_evaluation_image_fails_or_becomes_a_listed_placeholder(trained_ckpt_session, freihand_root, tmp_path):
+    ckpt, root = trained_ckpt_session, freihand_root
+    ref = run(_args(root, ckpt, tmp_path / "ref"), tmp_path / "ref")  # the intact data
+    ref_xyz, ref_verts = (np.asarray(a) for a in json.loads(Path(ref["pred"]).read_text()))
+    img = root / "evaluation" / "rgb" / "00000003.jpg"
+    data = img.read_bytes()
+    img.write_bytes(data[: len(data) // 2])  # truncated JPEG
+    with pytest.raises(BadEvaluationImage, match=r"evaluation image 00000003 \(sample 3 of 8\) cannot be read: "
+                                                 r".*00000003\.jpg: truncated JPEG.*bad_eval_images=placeholder"):
+        run(_args(root, ckpt, tmp_path / "fail"), tmp_path / "fail")
+    assert not (tmp_path / "fail" / "pred.json").exists() and not (tmp_path / "fail" / "pred.zip").exists()
+
+    out = tmp_path / "placeholder"
+    res = run(_args(root, ckpt, out, "bad_eval_images=placeholder"), out)
+    xyz, verts = (np.asarray(a) for a in json.loads((out / "pred.json").read_text()))
+    assert xyz.shape == (8, 21, 3) and (xyz[3] == 0).all() and (verts[3] == 0).all()  # the marked placeholder
+    others = [i for i in range(8) if i != 3]
+    np.testing.assert_allclose(xyz[others], ref_xyz[others], atol=2e-6)  # every other entry is its own image's
+    np.testing.assert_allclose(verts[others], ref_verts[others], atol=2e-6)
+    report = json.loads((out / "placeholders.json").read_text())
+    assert [(e["position"], e["name"]) for e in report["entries"]] == [(3, "00000003")]
+    assert report["entries"][0]["file"].endswith("00000003.jpg") and "truncated" in report["entries"][0]["reason"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["placeholders"] == 1 and all(metrics[k] is None for k in METRIC_KEYS)
+    assert res["placeholders"] == 1
+
+
+def test_zip_score_command_and_image_size(trained_ckpt_session, freihand_root, tmp_path, capsys):
+    out = tmp_path / "eval"
+    res = run(_args(freihand_root, trained_ckpt_session, out), out)
+    pred = out / "pred.json"
+    with zipfile.ZipFile(out / "pred.zip") as zf:
+        assert zf.namelist() == ["pred.json"] and zf.read("pred.json") == pred.read_bytes()
+    printed = capsys.readouterr().out.strip().splitlines()
+    cmd = f"python -m handrecon.eval.freihand {pred} {freihand_root}"
+    assert res["score_command"] == cmd and printed[-1] == f"score it locally: {cmd}"
+    assert printed[-2] == f"server upload: {out / 'pred.zip'} (pred.json at its root)"
+    # the command's scorer gives the numbers task=evaluate printed (pred.json is rounded to 1 micrometre)
+    scored = evaluate_freihand(pred, freihand_root, out_dir=tmp_path / "scored", plots=False)
+    for k in ("pa_mpjpe_mm", "mpjpe_abs_mm", "pa_mpvpe_mm", "f5", "auc_joints"):
+        assert scored[k] == pytest.approx(res["metrics"][k], abs=2e-3), k
+    assert res["image_size"] == res["trained_image_size"] == 64
+    out2 = tmp_path / "eval96"
+    res2 = run(_args(freihand_root, trained_ckpt_session, out2, "data.image_size=96"), out2)
+    assert "evaluating at 96 px; the checkpoint was trained at 64 px" in capsys.readouterr().out
+    assert json.loads((out2 / "metrics.json").read_text())["trained_image_size"] == 64 and res2["image_size"] == 96
+
+
+def test_ho3d_submission_counts_reach_metrics_json(keypoint_ckpt, tmp_path):
+    root = tmp_path / "ho3d"
+    make_ho3d_tree(root, version="v2", eval_detections=False)  # evaluation: no detections file (optional)
+    out = tmp_path / "eval"
+    res = run(["data=ho3d", f"data.root={root}", "data.image_size=64", "data.num_workers=0", "stage.batch_size=2",
+               "task=evaluate", f"ckpt={keypoint_ckpt}", f"out={out}"], out)
+    xyz, _ = (np.asarray(a) for a in json.loads((out / "pred.json").read_text()))
+    assert xyz.shape == (2, 21, 3)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["keypoints_from_2d_branch"] == 2 and metrics["n_samples"] == 2
+    assert all(metrics[k] is None for k in METRIC_KEYS)  # no public 3D ground truth in the data folder
+    with zipfile.ZipFile(out / "pred.zip") as zf:
+        assert zf.namelist() == ["pred.json"]
+    assert res["score_command"] == (f"python -m handrecon.eval.ho3d {out / 'pred.json'} <folder with HO3D's released "
+                                    "evaluation_xyz.json and evaluation_verts.json> --version v2")
