@@ -278,3 +278,15 @@ def test_evaluate_feeds_a_keypoint_model_the_detections_and_counts_the_rest(keyp
                                     "stage.batch_size=8", "task=evaluate", f"ckpt={keypoint_ckpt}", f"out={out2}",
                                     "allow_non_mano_on_real_data=true"], out2))  # the open hand model on FreiHAND
     assert res2["keypoints_from_2d_branch"] == 8
+
+
+def test_a_callback_switched_off_is_skipped(tmp_path):
+    import pytorch_lightning as pl
+
+    from handrecon.cli import compose_config
+    from handrecon.cli.train import build_callbacks
+
+    cbs = build_callbacks(compose_config(["callbacks.lr_monitor=null"], tmp_path))
+    assert not any(isinstance(c, pl.callbacks.LearningRateMonitor) for c in cbs)
+    assert sum(isinstance(c, pl.callbacks.ModelCheckpoint) for c in cbs) == 2
+    assert any(isinstance(c, pl.callbacks.LearningRateMonitor) for c in build_callbacks(compose_config([], tmp_path)))

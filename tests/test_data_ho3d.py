@@ -150,8 +150,14 @@ def test_missing_root_list_sequence_and_detections(tmp_path):
     with pytest.raises(DatasetFormatError, match="HO3D root folder not found: .*nowhere"):
         HO3DDataset(tmp_path / "nowhere")
     make_ho3d_tree(tmp_path, sequences=("ABF10",), frames=1, eval_sequences=("SM1",), eval_frames=1, detections=False)
-    with pytest.raises(DatasetFormatError, match=r"detections/train\.json does not exist.*python -m handrecon\.detect"):
+    with pytest.raises(DatasetFormatError, match=r"detections/train\.json does not exist.*python -m handrecon\.detect") as e:
         HO3DDataset(tmp_path, "train")
+    # the real values, not <root> / <v2|v3> placeholders, and the config keys that set the file
+    msg = str(e.value)
+    assert f"--images {tmp_path} --dataset ho3d --ho3d-version v2 --split train" in msg
+    assert f"--out {tmp_path / 'detections' / 'train.json'}" in msg and "<root>" not in msg and "<v2|v3>" not in msg
+    for key in ("data.detections_dir", "data.train_dataset.detections", "data.val_dataset.detections"):
+        assert key in msg, key
     (tmp_path / "evaluation.txt").rename(tmp_path / "moved.txt")
     with pytest.raises(DatasetFormatError, match=r"evaluation\.txt not found"):
         HO3DDataset(tmp_path, "evaluation")
@@ -168,7 +174,13 @@ def test_missing_meta_and_wrong_fields_name_the_file(tmp_path):
     meta = tmp_path / "train" / "ABF10" / "meta" / "0001.pkl"
     data = pickle.loads(meta.read_bytes())
     meta.unlink()
+    # found when the dataset is built, not mid-epoch
+    with pytest.raises(DatasetFormatError, match=r"1 of 2 frames listed in .*train\.txt have no annotation file: "
+                                                 r"train/ABF10/meta/0001\.pkl"):
+        HO3DDataset(tmp_path, "train", image_size=32)
+    meta.write_bytes(pickle.dumps(data, protocol=2))
     ds = HO3DDataset(tmp_path, "train", image_size=32)
+    meta.unlink()  # removed after the build: the read names it
     with pytest.raises(DatasetFormatError, match=r"annotation file not found: .*ABF10/meta/0001\.pkl"):
         ds[1]
     data["camMat"] = np.eye(4)
@@ -203,3 +215,14 @@ def test_detections_of_another_split_or_dataset_names_are_rejected(v2, tmp_path)
     fh.save(tmp_path / "fh.json")
     with pytest.raises(DatasetFormatError, match=r"6 of 6 images have no detection in .*fh\.json"):
         HO3DDataset(root, "train", detections=tmp_path / "fh.json")
+
+
+def test_detections_kept_outside_the_dataset_folder_is_one_key(tmp_path):
+    from handrecon.cli import compose_config
+
+    for data, splits in (("ho3d", ("train", "train", "evaluation")), ("freihand", ("training", "training", "evaluation"))):
+        cfg = compose_config([f"data={data}", "data.root=/data/X", "data.detections_dir=/elsewhere/dets"], tmp_path / data)
+        got = [cfg.data[k].detections for k in ("train_dataset", "val_dataset", "test_dataset")]
+        assert got == [f"/elsewhere/dets/{s}.json" for s in splits], data
+        cfg = compose_config([f"data={data}", "data.root=/data/X"], tmp_path / data)
+        assert cfg.data.train_dataset.detections == f"/data/X/detections/{splits[0]}.json"  # default: inside the root

@@ -55,7 +55,7 @@ RESUME_SAFE_KEYS = (
     "trainer.max_steps", "trainer.max_epochs", "trainer.enable_progress_bar", "trainer.log_every_n_steps",
     "trainer.default_root_dir", "trainer.limit_val_batches", "trainer.val_check_interval",
     "trainer.check_val_every_n_epoch", "callbacks", "data.num_workers", "data.pin_memory",
-    "data.persistent_workers", "data.cache_dir", "data.root", "data.synthetic.workers",
+    "data.persistent_workers", "data.cache_dir", "data.root", "data.detections_dir", "data.synthetic.workers",
     "hand_model.path", "model.hand_model.path", "allow_non_mano_on_real_data",  # the MANO file may have moved
 )
 

@@ -89,6 +89,12 @@ def find_resume_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
     raise refuse(*first)
 
 
+def build_callbacks(cfg: DictConfig) -> list:
+    """The Lightning callbacks of ``cfg.callbacks``; one switched off on the command line
+    (``callbacks.lr_monitor=null``) is None there and skipped."""
+    return [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+
+
 def train(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.paths.output_dir)
     pl.seed_everything(int(cfg.seed), workers=True)
@@ -98,8 +104,7 @@ def train(cfg: DictConfig) -> dict:
     loaded = module.init_from(cfg.init_from)
     if loaded:
         log.info("initialised %d tensors from %s", len(loaded), cfg.init_from)
-    # a callback switched off on the command line (callbacks.lr_monitor=null) is None: skipped
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks = build_callbacks(cfg)
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     if not loggers:  # logger=none: a learning-rate monitor has nowhere to write (Lightning refuses it)
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]

@@ -90,7 +90,7 @@ def build_dataset(spec, **kwargs) -> Dataset | None:
 class HandDataModule(pl.LightningDataModule):
     """Train / val / test DataLoaders over dataset factories (see the module docstring).
 
-    ``root``, ``image_size``, ``name`` and ``version`` are informational (Hydra configs interpolate them into
+    ``root``, ``image_size``, ``name``, ``version`` and ``detections_dir`` are informational (Hydra configs interpolate them into
     the dataset nodes) and appear in :meth:`describe`. So are two facts of the dataset's ground truth:
     ``mano_tip_vertex_ids`` (the MANO vertices it takes as fingertips; ``hand_model=mano`` interpolates them)
     and ``mesh_needs_mano`` (its official scorer compares MANO meshes).
@@ -114,6 +114,7 @@ class HandDataModule(pl.LightningDataModule):
         version: str | None = None,
         mano_tip_vertex_ids: Sequence[int] | None = None,
         mesh_needs_mano: bool = False,
+        detections_dir: str | None = None,
     ) -> None:
         super().__init__()
         if int(batch_size) < 1:
@@ -130,6 +131,7 @@ class HandDataModule(pl.LightningDataModule):
         self.root, self.image_size, self.name, self.version = root, image_size, name, version
         self.mano_tip_vertex_ids = None if mano_tip_vertex_ids is None else [int(i) for i in mano_tip_vertex_ids]
         self.mesh_needs_mano = bool(mesh_needs_mano)
+        self.detections_dir = detections_dir
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None

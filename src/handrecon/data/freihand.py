@@ -62,12 +62,12 @@ SPLITS: tuple[str, ...] = ("training", "evaluation")
 MAX_VERSIONS = 4
 #: sizes of the published dataset (informational; the reader infers sizes from the files)
 PUBLISHED_SIZES = {"training": 32560, "evaluation": 3960}
+#: filled in with the dataset's real root, split and detections path (images.DETECTIONS_KEYS_HINT follows)
 HOW_TO_MAKE_DETECTIONS = (
-    "Make them with `python -m handrecon.detect --images <root> --dataset freihand --split <split> "
-    "--backend openpose --weights <hand_pose_model.pth> --out <root>/detections/<split>.json`, or import "
+    "Make them with `python -m handrecon.detect --images {root} --dataset freihand --split {split} "
+    "--backend openpose --weights <hand_pose_model.pth> --out {out}`, or import "
     "S2HAND's published list with `python -m handrecon.detect --import-s2hand <list.json> --dataset freihand "
-    "--split <split> --out <root>/detections/<split>.json` (or set the dataset's `detections` option to "
-    "the file's path)."
+    "--split {split} --out {out}` (or point the dataset's `detections` option at the file)."
 )
 
 

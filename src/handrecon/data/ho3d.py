@@ -55,10 +55,11 @@ SPLITS: tuple[str, ...] = ("train", "evaluation")
 VERSIONS: dict[str, str] = {"v2": ".png", "v3": ".jpg"}
 #: OpenGL camera axes (x right, y up, z backwards) <-> OpenCV (x right, y down, z forward)
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0])
+#: filled in with the dataset's real root, version, split and detections path (images.DETECTIONS_KEYS_HINT follows)
 HOW_TO_MAKE_DETECTIONS = (
-    "Make them with `python -m handrecon.detect --images <root> --dataset ho3d --ho3d-version <v2|v3> "
-    "--split <split> --backend openpose --weights <hand_pose_model.pth> --out <root>/detections/<split>.json` "
-    "(image names '<sequence>/<frame>'), or set the dataset's `detections` option to the file's path."
+    "Make them with `python -m handrecon.detect --images {root} --dataset ho3d --ho3d-version {version} "
+    "--split {split} --backend openpose --weights <hand_pose_model.pth> --out {out}` "
+    "(image names '<sequence>/<frame>'), or point the dataset's `detections` option at the file."
 )
 
 
@@ -219,6 +220,7 @@ class HO3DDataset(RobustDataset):
                         f"(expected {split}/{seq}/rgb/ and {split}/{seq}/meta/)"
                     )
         self.image_ext = _image_ext(self.root, split, self.names[0], version)
+        self._check_listed_files()
         self.image_size = int(image_size)
         if self.image_size < 8:
             raise ValueError(f"image_size must be >= 8 pixels, got {image_size}")
@@ -233,6 +235,25 @@ class HO3DDataset(RobustDataset):
         self.detections: Detections | None = None
         self._load_detections(detections, split, detections_required, "train", HOW_TO_MAKE_DETECTIONS)
         self._set_ids(ids)
+
+    def _check_listed_files(self) -> None:
+        """Every frame of ``<split>.txt`` has its annotation file (one listing per sequence folder, not
+        a stat per frame); one error lists the misses. (A missing image is a bad image, counted and
+        substituted in training under ``max_bad_fraction``; task=evaluate fails on it.)"""
+        listing: dict[str, set[str]] = {}
+        missing: list[str] = []
+        for name in self.names:
+            seq, frame = name.split("/")
+            if seq not in listing:
+                listing[seq] = {e.name for e in os.scandir(self.root / self.split / seq / "meta")}
+            if f"{frame}.pkl" not in listing[seq]:
+                missing.append(f"{self.split}/{seq}/meta/{frame}.pkl")
+        if missing:
+            raise DatasetFormatError(
+                f"{self.what}: {len(missing)} of {len(self.names)} frames listed in {self.root / (self.split + '.txt')} "
+                f"have no annotation file: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''} "
+                f"(each listed frame needs {self.split}/<seq>/meta/<frame>.pkl)"
+            )
 
     # ------------------------------------------------------------ indexing
     def _set_ids(self, ids) -> None:

@@ -190,6 +190,14 @@ class BadSampleCounter:
 # ---------------------------------------------------------------- shared by the dataset readers
 
 
+#: how handrecon's data configs choose the detection files (appended to the "no detections" message)
+DETECTIONS_KEYS_HINT = (
+    " In handrecon's data configs, data.detections_dir (now {folder}) is the folder of every split's file "
+    "(<split>.json); data.train_dataset.detections, data.val_dataset.detections and "
+    "data.test_dataset.detections set single files (validation reads the training split's file)."
+)
+
+
 class DatasetFormatError(ValueError):
     """A dataset folder that does not have the published layout (names the file and what was expected)."""
 
@@ -245,8 +253,11 @@ class RobustDataset(torch.utils.data.Dataset):
         the file is required on the training split unless ``required`` says otherwise."""
         self.detections_path = Path(detections) if detections else self.root / "detections" / f"{split}.json"
         required = (split == training_split) if required is None else bool(required)
+        how = how_to_make.format(root=self.root, split=split, version=getattr(self, "version", None),
+                                 out=self.detections_path)
+        how += DETECTIONS_KEYS_HINT.format(folder=self.detections_path.parent)
         self.detections = load_split_detections(self.detections_path, split, required=required, what=self.what,
-                                                how_to_make=how_to_make)
+                                                how_to_make=how)
 
     def _validated_ids(self, ids, n: int) -> np.ndarray:
         """ids (None: all n) as an int64 array, each in 0..n-1 (error names the dataset)."""
