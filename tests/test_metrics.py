@@ -9,6 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from handrecon.eval.metrics import (
     METRIC_KEYS,
+    VERTEX_KEYS,
     HandMetrics,
     align_with_transform,
     auc,
@@ -359,3 +360,21 @@ def test_hand_metrics_states_merge_like_a_ddp_gather():
     merged, ref = rank0.compute(), full.compute()
     for k in METRIC_KEYS:
         assert float(merged[k]) == pytest.approx(float(ref[k]), rel=1e-6), k
+
+
+def test_training_metrics_json_has_every_key_null_where_not_computed(tmp_path):
+    # e.g. HO3D validation: joints only (no ground-truth meshes) -> the vertex keys are null, not 0
+    import json
+
+    from handrecon.cli.train import write_metrics
+
+    pred_j, gt_j, _, _ = _dataset(n=3)
+    metric = HandMetrics()
+    metric.update(torch.tensor(pred_j), torch.tensor(gt_j))
+    logged = {f"val/{k}": float(v) for k, v in metric.compute().items() if math.isfinite(float(v))}
+    out = write_metrics(tmp_path, logged)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert list(saved) == list(METRIC_KEYS) and saved == out
+    for k in METRIC_KEYS:
+        assert (saved[k] is None) == (k in VERTEX_KEYS), k
+    assert write_metrics(tmp_path / "none", {}) == {} and not (tmp_path / "none").exists()
