@@ -146,3 +146,22 @@ def test_the_command_line_mano_path_wins_over_the_checkpoints(synth_cache, mano_
     assert len(rep["written"]) == 2
     objs = sorted(out.glob("*.obj"))
     assert len(objs) == 2 and sum(line.startswith("v ") for line in objs[0].read_text().splitlines()) == 778
+
+
+def test_evaluation_on_ho3d_takes_ho3d_tips_unless_chosen_at_training(mano_dir, tmp_path):
+    from handrecon.cli.evaluate import tips_of_the_evaluation_data
+
+    ho3d = compose_config(["data=ho3d", "data.root=/nowhere"], tmp_path).data
+    trained = compose_config(["data=synthetic", "hand_model=mano", f"hand_model.path={mano_dir}"], tmp_path)
+    hm = hydra.utils.instantiate(trained.hand_model)  # trained on FreiHAND's convention
+    assert hm.tip_vertex_ids == FREIHAND_TIPS
+    assert tips_of_the_evaluation_data(hm, trained, ho3d) == HO3D_TIPS and hm.tip_vertex_ids == HO3D_TIPS
+    out = hm(torch.zeros(1, hm.pose_dim), torch.zeros(1, 10))
+    assert torch.equal(out.joints[:, [4, 8, 12, 16, 20]], out.verts[:, HO3D_TIPS])
+    assert tips_of_the_evaluation_data(hm, trained, ho3d) is None  # already there
+    # tips chosen explicitly at training stay; the open hand model has its own
+    chosen = compose_config(["data=synthetic", "hand_model=mano", f"hand_model.path={mano_dir}",
+                             "hand_model.tip_vertex_ids=[744,317,444,556,673]"], tmp_path)
+    hm2 = hydra.utils.instantiate(chosen.hand_model)
+    assert tips_of_the_evaluation_data(hm2, chosen, ho3d) is None and hm2.tip_vertex_ids == [744, 317, 444, 556, 673]
+    assert tips_of_the_evaluation_data(HandModel(None), compose_config([], tmp_path), ho3d) is None

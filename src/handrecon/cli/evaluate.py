@@ -111,6 +111,28 @@ def _check_image_size(cfg: DictConfig, train_cfg) -> dict:
     return {"image_size": None if now is None else int(now), "trained_image_size": None if trained is None else int(trained)}
 
 
+def tips_of_the_evaluation_data(hand_model, train_cfg: DictConfig, data_cfg: DictConfig) -> list[int] | None:
+    """A MANO hand model whose fingertip vertices were its training data's convention takes the
+    evaluated data's instead (``data.mano_tip_vertex_ids``: a FreiHAND-trained model scored on HO3D
+    puts the index and middle tips at HO3D's 333 and 444). Tips chosen explicitly at training
+    (``hand_model.tip_vertex_ids`` other than the training data's) stay. -> the new ids, or None."""
+    from handrecon.models.hand_model import MANO_NUM_VERTS, MANO_TIP_VERTEX_IDS
+
+    if not hasattr(hand_model, "set_tip_vertex_ids") or getattr(hand_model, "is_openhand", False) \
+            or hand_model.num_verts != MANO_NUM_VERTS:
+        return None
+    want = OmegaConf.select(data_cfg, "mano_tip_vertex_ids", default=None)
+    if want is None:
+        return None
+    want, have = [int(i) for i in want], list(hand_model.tip_vertex_ids)
+    trained = OmegaConf.select(train_cfg, "data.mano_tip_vertex_ids", default=None)
+    from_data = have == ([int(i) for i in trained] if trained is not None else list(MANO_TIP_VERTEX_IDS))
+    if want == have or not from_data:
+        return None
+    hand_model.set_tip_vertex_ids(want)
+    return want
+
+
 def evaluate(cfg: DictConfig) -> dict:
     from handrecon.cli.checkpoint import command_line_hand_model_path, load_module
     from handrecon.cli.realdata import OPT_OUT_KEY, check_mano_for_real_data
@@ -129,6 +151,10 @@ def evaluate(cfg: DictConfig) -> dict:
     check_mano_for_real_data(cfg.data, module.net.hand_model, bool(OmegaConf.select(cfg, OPT_OUT_KEY, default=False)),
                              "evaluate")
     sizes = _check_image_size(cfg, train_cfg)
+    tips = tips_of_the_evaluation_data(module.net.hand_model, train_cfg, cfg.data)
+    if tips:
+        log.info("fingertip keypoints at MANO vertices %s: the convention of data=%s (the checkpoint's came from its "
+                 "training data)", tips, OmegaConf.select(cfg, "data.name", default="?"))
     out = Path(cfg.out or cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     # the data of THIS command line (e.g. data=freihand data.root=...), not of the training run

@@ -309,6 +309,14 @@ class HandModel(nn.Module):
             for name, _ in list(module.named_buffers(recurse=False)):
                 module._non_persistent_buffers_set.add(name)
 
+    def set_tip_vertex_ids(self, tip_vertex_ids) -> None:
+        """Take the fingertip keypoints at other vertices (thumb, index, middle, ring, little)."""
+        ids = [int(i) for i in tip_vertex_ids]
+        if len(ids) != 5 or min(ids) < 0 or max(ids) >= self.num_verts:
+            raise ValueError(f"hand_model.tip_vertex_ids must be 5 vertex ids in [0, {self.num_verts}), got {ids}")
+        self.tip_vertex_ids = ids
+        self.tip_ids.copy_(torch.as_tensor(ids, dtype=torch.long, device=self.tip_ids.device))
+
     @property
     def hands_mean(self) -> torch.Tensor:
         """(45,) the mean finger pose added to every pose (zeros when flat_hand_mean)."""
