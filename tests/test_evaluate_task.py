@@ -100,3 +100,39 @@ def test_ho3d_submission_counts_reach_metrics_json(keypoint_ckpt, tmp_path):
         assert zf.namelist() == ["pred.json"]
     assert res["score_command"] == (f"python -m handrecon.eval.ho3d {out / 'pred.json'} <folder with HO3D's released "
                                     "evaluation_xyz.json and evaluation_verts.json> --version v2")
+
+
+def test_joints_without_meshes_give_null_mesh_metrics(trained_ckpt_session, freihand_root, tmp_path):
+    # a FreiHAND root with evaluation_xyz.json but no evaluation_verts.json: the joint metrics are
+    # computed, every mesh metric (F-scores included) is null, not 0
+    (freihand_root / "evaluation_verts.json").unlink()
+    out = tmp_path / "eval"
+    res = run(_args(freihand_root, trained_ckpt_session, out), out)
+    saved = json.loads((out / "metrics.json").read_text())
+    for k in ("f5", "f15", "f5_unaligned", "f15_unaligned", "pa_mpvpe_mm", "mpvpe_abs_mm", "auc_verts"):
+        assert saved[k] is None and res["metrics"][k] is None, k
+    assert saved["pa_mpjpe_mm"] > 0 and saved["mpjpe_abs_mm"] > 0
+
+
+def test_ho3d_validation_leaves_mesh_metrics_null(synth_cache, tmp_path):
+    # HO3D's training frames have 3D joints but no meshes: validation's F-scores are null, not 0
+    import math
+
+    import torch
+
+    from conftest import tiny_overrides
+    from handrecon.cli.train import build_module, write_metrics
+    from handrecon.data.ho3d import HO3DDataset
+
+    make_ho3d_tree(tmp_path / "ho3d", version="v2")
+    ds = HO3DDataset(tmp_path / "ho3d", "train", image_size=64)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
+    assert batch["has_3d"].all() and not batch["has_verts"].any()
+    module = build_module(compose_config([*tiny_overrides(synth_cache)], tmp_path / "cfg")).eval()
+    with torch.no_grad():
+        module._eval_step(batch, module.val_metrics, "val")
+    m = {k: float(v) for k, v in module.val_metrics.compute().items()}
+    assert math.isfinite(m["pa_mpjpe_mm"]) and math.isnan(m["f5"]) and math.isnan(m["pa_mpvpe_mm"])
+    (tmp_path / "run").mkdir()
+    saved = write_metrics(tmp_path / "run", {f"val/{k}": v for k, v in m.items() if math.isfinite(v)})
+    assert saved["f5"] is None and saved["f15"] is None and saved["pa_mpjpe_mm"] == pytest.approx(m["pa_mpjpe_mm"])
