@@ -25,6 +25,10 @@ from torch.utils.data import DataLoader, Dataset
 
 log = logging.getLogger(__name__)
 
+#: what a data set's validation can measure: 3d (3D ground truth: PA-MPJPE, ...) or 2d (only the
+#: detections: keypoint error, photometric terms); the stage's ``monitors`` entry of it picks checkpoints
+LABELS: tuple[str, ...] = ("3d", "2d")
+
 
 def split_ids(n: int, val_fraction: float, seed: int = 0, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Split positions 0..n-1 into (train, val), sorted, disjoint, covering all, deterministic in ``seed``.
@@ -115,8 +119,12 @@ class HandDataModule(pl.LightningDataModule):
         mano_tip_vertex_ids: Sequence[int] | None = None,
         mesh_needs_mano: bool = False,
         detections_dir: str | None = None,
+        labels: str = "3d",
     ) -> None:
         super().__init__()
+        if labels not in LABELS:
+            raise ValueError(f"data.labels must be one of {LABELS}, got {labels!r}")
+        self.labels = labels
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0.0 <= float(val_fraction) < 1.0:
@@ -214,7 +222,7 @@ class HandDataModule(pl.LightningDataModule):
             if ds is None:
                 return None
             d = {"type": type(ds).__name__, "samples": len(ds)}
-            for k in ("split", "version", "versions", "image_size", "detections_path"):
+            for k in ("split", "version", "versions", "image_size", "detections_path", "skipped", "num_left"):
                 if hasattr(ds, k):
                     v = getattr(ds, k)
                     d[k] = list(v) if isinstance(v, tuple) else (str(v) if k == "detections_path" else v)
@@ -224,10 +232,168 @@ class HandDataModule(pl.LightningDataModule):
 
         return {
             "name": self.name, "version": self.version, "root": None if self.root is None else str(self.root), "image_size": self.image_size,
+            "labels": self.labels,
             "batch_size": self.batch_size, "val_batch_size": self.val_batch_size, "num_workers": self.num_workers,
             "val_fraction": self.val_fraction, "seed": self.seed,
             "train": info(self.train_set), "val": info(self.val_set), "test": info(self.test_set),
         }  # fmt: skip
+
+
+class FolderDataModule(HandDataModule):
+    """``data=folder``: a :class:`HandDataModule` over :class:`handrecon.data.folder.FolderDataset`
+    (conf/data/folder.yaml). ``detections``, ``K``, ``focal_ratio``, ``crop_pad`` are the folder
+    options the dataset nodes interpolate (kept for :meth:`describe`); there are no 3D labels
+    (``labels='2d'``)."""
+
+    def __init__(self, detections: str | None = None, K: str | None = None, focal_ratio: float | None = None,
+                 crop_pad: float | None = None, labels: str = "2d", **kwargs) -> None:
+        super().__init__(labels=labels, **kwargs)
+        self.folder_options = {"detections": detections, "K": K, "focal_ratio": focal_ratio, "crop_pad": crop_pad}
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), **{k: None if v is None else str(v) for k, v in self.folder_options.items()}}
+
+
+class _TrainFields(Dataset):
+    """A training set of a mix: ``verts3d`` made zeros (1, 3) (training reads no ground truth), so
+    samples of sets with and without vertices collate into one batch."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> dict:
+        s = self.ds[i]
+        s["verts3d"] = torch.zeros(1, 3)
+        return s
+
+
+def mix_sample_weights(sizes: list[int], shares: list[float]) -> torch.Tensor:
+    """Per-sample weights over the concatenation of sets of ``sizes`` so that a draw falls in set k
+    with probability shares[k] / sum(shares) (uniform within a set)."""
+    if len(sizes) != len(shares):
+        raise ValueError(f"{len(shares)} weights for {len(sizes)} sets")
+    total = float(sum(shares))
+    if any(float(w) < 0 for w in shares) or total <= 0:
+        raise ValueError(f"set weights must be >= 0 with a positive sum, got {list(shares)}")
+    parts = []
+    for n, w in zip(sizes, shares):
+        if n == 0 and w > 0:
+            raise ValueError("a set with weight > 0 has no training samples")
+        parts.append(torch.full((n,), float(w) / total / max(n, 1), dtype=torch.float64))
+    return torch.cat(parts)
+
+
+class MixDataModule(pl.LightningDataModule):
+    """``data=mix``: several data sets in one run (conf/data/mix.yaml).
+
+    sets: names of the data configs to use (keys of ``set_configs``, e.g. ['synthetic', 'folder']);
+    weights: each set's share of the training draws (None: equal shares), whatever its size: batches
+    are drawn with replacement by a ``WeightedRandomSampler`` over the sets' concatenation
+    (``samples_per_epoch`` draws per epoch; None: the sets' total size). Every set is built by its
+    own DataModule (``set_configs[name]``, a Hydra config; its image_size is this one's), so each
+    keeps its own crops, intrinsics, detections and validation split. Validation: one loader per set
+    with a validation set; the 3D metrics come from the sets with 3D labels, the 2D ones from all
+    (``labels='2d'``: checkpoints are chosen on the 2D error against the detections, which every set
+    has). No test split: evaluate on one labelled set (``data=<set>``).
+    """
+
+    def __init__(self, sets: list[str], weights: list[float] | None = None, batch_size: int = 32,
+                 val_batch_size: int | None = None, num_workers: int = 2, pin_memory: bool = False,
+                 persistent_workers: bool | None = None, samples_per_epoch: int | None = None, image_size: int | None = None,
+                 seed: int = 0, labels: str = "2d", name: str = "mix", **set_configs) -> None:
+        super().__init__()
+        sets = [str(x) for x in (sets or [])]
+        if not sets:
+            raise ValueError("data=mix needs data.sets, e.g. data.sets='[synthetic,folder]'")
+        unknown = [x for x in sets if x not in set_configs]
+        if unknown:
+            raise ValueError(f"data.sets names {unknown}, which data=mix does not know; known: {sorted(set_configs)}")
+        if len(set(sets)) != len(sets):
+            raise ValueError(f"data.sets lists a set twice: {sets}")
+        shares = [1.0] * len(sets) if weights is None else [float(w) for w in weights]
+        if len(shares) != len(sets):
+            raise ValueError(f"data.weights has {len(shares)} values for {len(sets)} sets {sets}")
+        if labels not in LABELS:
+            raise ValueError(f"data.labels must be one of {LABELS}, got {labels!r}")
+        self.sets, self.shares, self.labels, self.name = sets, shares, labels, name
+        self.set_configs = {k: set_configs[k] for k in sets}
+        self.batch_size = int(batch_size)
+        self.val_batch_size = int(val_batch_size) if val_batch_size else self.batch_size
+        self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
+        self.persistent_workers = (self.num_workers > 0) if persistent_workers is None else bool(persistent_workers)
+        self.samples_per_epoch = None if samples_per_epoch is None else int(samples_per_epoch)
+        self.image_size, self.seed = image_size, int(seed)
+        self.modules: dict[str, HandDataModule] | None = None
+        self.train_set: Dataset | None = None
+        self.val_sets: list[tuple[str, Dataset]] = []
+
+    def _build(self) -> dict[str, HandDataModule]:
+        if self.modules is None:
+            from hydra.utils import instantiate
+
+            mods = {}
+            for k, c in self.set_configs.items():
+                if k != "synthetic" and hasattr(c, "get") and c.get("root") in (None, "", "???"):
+                    raise ValueError(f"data=mix: set {k!r} needs its folder: data.{k}.root=...")
+                mods[k] = instantiate(c) if _is_config(c) else c
+            self.modules = mods
+        return self.modules
+
+    def prepare_data(self) -> None:
+        for dm in self._build().values():
+            dm.prepare_data()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        mods = self._build()
+        trains = []
+        for k, dm in mods.items():
+            dm.setup("fit")
+            if dm.train_set is None:
+                raise ValueError(f"data=mix: set {k!r} has no training set")
+            trains.append(_TrainFields(dm.train_set))
+            if dm.val_set is not None and len(dm.val_set):
+                self.val_sets.append((k, dm.val_set))
+        self.train_set = torch.utils.data.ConcatDataset(trains)
+        self.sizes = [len(t) for t in trains]
+        log.info("data: %s", self.describe())
+
+    def sampler(self) -> torch.utils.data.WeightedRandomSampler:
+        """The training draws: set k with probability weights[k] / sum(weights), uniform within it."""
+        if self.train_set is None:
+            self.setup("fit")
+        n = self.samples_per_epoch or sum(self.sizes)
+        return torch.utils.data.WeightedRandomSampler(mix_sample_weights(self.sizes, self.shares), n, replacement=True)
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = self.sampler()
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler, drop_last=True,
+                          num_workers=self.num_workers, pin_memory=self.pin_memory,
+                          persistent_workers=self.persistent_workers and self.num_workers > 0)
+
+    def val_dataloader(self):
+        if self.train_set is None:
+            self.setup("fit")
+        return [DataLoader(ds, batch_size=self.val_batch_size, shuffle=False, num_workers=self.num_workers,
+                           pin_memory=self.pin_memory, persistent_workers=self.persistent_workers and self.num_workers > 0)
+                for _, ds in self.val_sets]
+
+    def test_dataloader(self):
+        raise ValueError("data=mix has no test split: evaluate on one labelled set, e.g. task=evaluate data=freihand data.root=...")
+
+    predict_dataloader = test_dataloader
+
+    def describe(self) -> dict[str, Any]:
+        mods = self.modules or {}
+        return {
+            "name": self.name, "labels": self.labels, "sets": self.sets, "weights": self.shares,
+            "batch_size": self.batch_size, "samples_per_epoch": self.samples_per_epoch,
+            "per_set": {k: dm.describe() for k, dm in mods.items() if hasattr(dm, "describe")},
+        }
 
 
 def collate(batch: list[dict]) -> dict:

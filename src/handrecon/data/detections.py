@@ -8,12 +8,13 @@ File layout (JSON, one file per split)::
       "split": "training",              # the split the image names belong to
       "detector": "openpose",           # what made it: openpose | mediapipe | handrecon | synthetic | s2hand-import
       "joint_order": "freihand21",      # always FreiHAND/OpenPose order (handrecon.joints)
-      "items": {"<image name>": {"xy": [[u, v] x 21], "conf": [c x 21]}, ...}
+      "items": {"<image name>": {"xy": [[u, v] x 21], "conf": [c x 21], "side": "left"}, ...}
     }
 
 ``xy`` are pixels of the image named (the full image as stored in the dataset), ``conf`` in
 [0, 1]; a keypoint the detector did not find has conf 0 (its xy is then meaningless, 0 by
-convention). Image names are dataset ids: FreiHAND's 8-digit index (``"00000123"``), HO3D's
+convention). ``side`` is optional: ``"left"`` or ``"right"`` where the detector told which hand it
+is (readers of user folders flip left hands into right ones); absent means unknown. Image names are dataset ids: FreiHAND's 8-digit index (``"00000123"``), HO3D's
 ``"<seq>/<frame>"``, a file stem for user folders.
 
 Also imported: the S2HAND list layout ``[xy (N x 21 x 2), conf (N x 21 x 1), names (N)]`` (each name a
@@ -33,6 +34,8 @@ from handrecon.joints import NUM_JOINTS
 
 FORMAT = "handrecon.detections"
 VERSION = 1
+#: the values of an item's optional ``side``
+SIDES: tuple[str, ...] = ("left", "right")
 
 
 class DetectionsError(ValueError):
@@ -40,10 +43,11 @@ class DetectionsError(ValueError):
 
 
 class Detections:
-    """2D detections of one split: names (N), xy (N, 21, 2) pixels, conf (N, 21) in [0, 1]."""
+    """2D detections of one split: names (N), xy (N, 21, 2) pixels, conf (N, 21) in [0, 1], and
+    ``sides`` {name: "left" | "right"} for the images whose hand side is known."""
 
     def __init__(self, names: list[str], xy, conf, dataset: str = "unknown", split: str = "unknown",
-                 detector: str = "unknown"):
+                 detector: str = "unknown", sides: dict[str, str] | None = None):
         self.names = list(names)
         self.dataset, self.split, self.detector = dataset, split, detector
         n = len(self.names)
@@ -56,6 +60,24 @@ class Detections:
         self._index = {name: i for i, name in enumerate(self.names)}
         if len(self._index) != n:
             raise DetectionsError("detections: duplicate image names")
+        self.sides: dict[str, str] = {}
+        for name, side in (sides or {}).items():
+            self.set_side(name, side)
+
+    def set_side(self, name: str, side: str | None) -> None:
+        """Record (or with None forget) which hand image ``name`` shows."""
+        if side is None:
+            self.sides.pop(name, None)
+            return
+        if side not in SIDES:
+            raise DetectionsError(f"detection for {name!r}: side must be one of {SIDES}, got {side!r}")
+        if name not in self._index:
+            raise DetectionsError(f"side given for {name!r}, which has no detection")
+        self.sides[name] = side
+
+    def side(self, name: str) -> str | None:
+        """'left' / 'right' where the detections say which hand image ``name`` shows, else None."""
+        return self.sides.get(name)
 
     def __repr__(self) -> str:
         return f"Detections({self.dataset}/{self.split}, detector={self.detector}, n={len(self)})"
@@ -83,7 +105,7 @@ class Detections:
             raise KeyError(f"no detection for image {e.args[0]!r} ({self.dataset}/{self.split}, {len(self)} images)") from None
         return self.xy[idx], self.conf[idx]
 
-    def add(self, name: str, xy: np.ndarray, conf: np.ndarray) -> None:
+    def add(self, name: str, xy: np.ndarray, conf: np.ndarray, side: str | None = None) -> None:
         """Add or replace one image's detection (amortised O(1): arrays grow geometrically)."""
         xy = np.asarray(xy, np.float32)
         conf = np.asarray(conf, np.float32).reshape(-1)
@@ -92,6 +114,7 @@ class Detections:
         if name in self._index:
             i = self._index[name]
             self.xy[i], self.conf[i] = xy, conf
+            self.set_side(name, side)
             return
         n = len(self.names)
         if n >= len(self._xy_buf):
@@ -101,6 +124,7 @@ class Detections:
         self._xy_buf[n], self._conf_buf[n] = xy, conf
         self._index[name] = n
         self.names.append(name)
+        self.set_side(name, side)
 
     @property
     def xy(self) -> np.ndarray:
@@ -129,7 +153,8 @@ class Detections:
             "detector": self.detector,
             "joint_order": "freihand21",
             "items": {
-                n: {"xy": np.round(self.xy[i], 2).tolist(), "conf": np.round(self.conf[i], 4).tolist()}
+                n: {"xy": np.round(self.xy[i], 2).tolist(), "conf": np.round(self.conf[i], 4).tolist(),
+                    **({"side": self.sides[n]} if n in self.sides else {})}
                 for i, n in enumerate(self.names)
             },
         }
@@ -170,13 +195,20 @@ class Detections:
         names = list(items)
         xy = np.zeros((len(names), NUM_JOINTS, 2), np.float32)
         conf = np.zeros((len(names), NUM_JOINTS), np.float32)
+        sides: dict[str, str] = {}
         for i, n in enumerate(names):
             it = items[n]
             a, c = np.asarray(it.get("xy"), np.float32), np.asarray(it.get("conf"), np.float32)
             if a.shape != (NUM_JOINTS, 2) or c.shape != (NUM_JOINTS,):
                 raise DetectionsError(f"{path}: item {n!r} has xy {a.shape} and conf {c.shape}; expected (21, 2) and (21,)")
             xy[i], conf[i] = a, c
-        return cls(names, xy, conf, doc.get("dataset", "unknown"), doc.get("split", "unknown"), doc.get("detector", "unknown"))
+            side = it.get("side")
+            if side is not None:
+                if side not in SIDES:
+                    raise DetectionsError(f"{path}: item {n!r} has side {side!r}; expected one of {SIDES} (or no 'side')")
+                sides[n] = side
+        return cls(names, xy, conf, doc.get("dataset", "unknown"), doc.get("split", "unknown"), doc.get("detector", "unknown"),
+                   sides=sides)
 
     @classmethod
     def from_s2hand_list(cls, doc: list, path: Path | str = "<list>", split: str = "unknown", dataset: str = "unknown") -> Detections:
@@ -197,7 +229,9 @@ class Detections:
     def from_openpose_dir(cls, folder: str | os.PathLike, hand: str = "right", split: str = "unknown",
                           dataset: str = "unknown") -> Detections:
         """OpenPose's ``--write_json`` output: one ``<stem>_keypoints.json`` per image; the most
-        confident person's ``hand_<side>_keypoints_2d`` (63 numbers) is taken."""
+        confident person's ``hand_<hand>_keypoints_2d`` (63 numbers) is taken and ``hand`` recorded as its side."""
+        if hand not in SIDES:
+            raise DetectionsError(f"hand must be one of {SIDES}, got {hand!r}")
         folder = Path(folder)
         files = sorted(folder.glob("*_keypoints.json"))
         if not files:
@@ -216,7 +250,7 @@ class Detections:
                     best = k
             if best is None:
                 best = np.zeros((NUM_JOINTS, 3), np.float32)
-            det.add(f.name[: -len("_keypoints.json")], best[:, :2], best[:, 2])
+            det.add(f.name[: -len("_keypoints.json")], best[:, :2], best[:, 2], side=hand)
         return det
 
 

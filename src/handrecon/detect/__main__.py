@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from handrecon.data.detections import Detections, DetectionsError
+from handrecon.data.folder import IMAGE_SUFFIXES  # the image types data=folder reads
 from handrecon.data.images import read_rgb
 from handrecon.detect.backends import BOX_MODES, Box, DetectorBackend, build_backend, load_box_file
 
 log = logging.getLogger("handrecon.detect")
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 DATASETS = ("folder", "freihand", "ho3d")
 DEFAULT_SPLIT = {"folder": "all", "freihand": "training", "ho3d": "train"}
 #: the ``dataset`` field written for each --dataset choice
@@ -48,14 +48,16 @@ class CLIError(Exception):
 
 
 def list_folder(folder: Path) -> list[tuple[str, Path]]:
-    """All .jpg/.jpeg/.png files directly in ``folder`` (sorted), named by file stem."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    seen: dict[str, Path] = {}
-    for p in files:
-        if p.stem in seen:
-            raise CLIError(f"{folder}: two images share the name {p.stem!r} ({seen[p.stem].name}, {p.name}); image names must be unique")
-        seen[p.stem] = p
-    return [(p.stem, p) for p in files]
+    """All .jpg/.jpeg/.png files under ``folder`` (nested folders too, sorted), named by their path
+    relative to ``folder`` without suffix ("clip1/000123"): the names ``data=folder`` reads
+    (:func:`handrecon.data.folder.list_images`)."""
+    from handrecon.data.folder import list_images as list_folder_images
+    from handrecon.data.images import DatasetFormatError
+
+    try:
+        return list_folder_images(folder)
+    except DatasetFormatError as e:
+        raise CLIError(str(e)) from None
 
 
 def list_images(root: str | Path, dataset: str, split: str, ho3d_version: str = "v2") -> list[tuple[str, Path]]:
@@ -110,7 +112,7 @@ class Collector:
             return b
         xy = np.concatenate([b.xy, np.stack(self.xy)], 0)
         conf = np.concatenate([b.conf, np.stack(self.conf)], 0)
-        return Detections(list(b.names) + self.names, xy, conf, b.dataset, b.split, b.detector)
+        return Detections(list(b.names) + self.names, xy, conf, b.dataset, b.split, b.detector, sides=b.sides)
 
 
 # ---------------------------------------------------------------- detection run

@@ -68,6 +68,7 @@ class HandReconModule(pl.LightningModule):
         self._kp_err_n = 0
         self.skipped_batches = 0  # batches skipped for a non-finite loss or gradient (nonfinite=skip)
         self.bad_samples = {"train": 0, "val": 0}  # unreadable/corrupt image files passed over by the datasets
+        self._val2d: dict[str, list[float]] = {}
 
     # ------------------------------------------------------------------ parts / freezing
     def _freeze(self) -> None:
@@ -273,19 +274,51 @@ class HandReconModule(pl.LightningModule):
                     "(another topology, e.g. hand_model=nimble's MANO-topology output on data made with the open "
                     "hand model): only the joint metrics are computed, the mesh metrics are left out", n_gt, n_pred)
 
-    def validation_step(self, batch: dict, batch_idx: int):
-        """Lightning hook: accumulates the metrics and the mean-pose baseline of one validation batch;
-        the first batch's overlay is logged."""
-        log_now = batch_idx == 0 and self.log_images_every_n_steps > 0 and self.logger is not None
+    def _accumulate(self, key: str, value: torch.Tensor, weight: torch.Tensor) -> None:
+        """Add sum(value * weight) and sum(weight) to the epoch's weighted mean of ``key``."""
+        acc = self._val2d.setdefault(key, [0.0, 0.0])
+        acc[0] += float((value * weight).sum())
+        acc[1] += float(weight.sum())
+
+    def _val_2d(self, batch: dict, out: HandReconOutput, rend) -> None:
+        """What is known without 3D labels, on every validation image (data.labels=2d picks checkpoints
+        by these): the projected joints' and the 2D branch's pixel error against the detections
+        (keypoints of confidence >= loss.conf_threshold, averaged over them), and the photometric /
+        silhouette terms of the rendered hand where the stage renders."""
+        det, conf = batch["kp2d"], batch["kp2d_conf"]
+        valid = (conf >= getattr(self.objective, "conf_threshold", 0.1)).to(det.dtype)
+        self._accumulate("kp2d_det_err_px", (out.kp2d_proj - det).norm(dim=-1), valid)
+        if out.kp2d_stages is not None:
+            self._accumulate("kp_branch_det_err_px", (out.kp2d_stages[-1] - det).norm(dim=-1), valid)
+        if rend is not None:
+            from handrecon.losses import terms as LT
+
+            img = batch["image"].permute(0, 2, 3, 1)
+            ones = torch.ones(img.shape[0], device=img.device)
+            self._accumulate("photo", LT.photometric_loss(rend.rgb, img, rend.silhouette), ones)
+            has_mask = batch.get("has_mask")
+            if has_mask is not None and bool(has_mask.any()):
+                sil = LT.silhouette_loss(rend.silhouette, batch["mask"], has_mask)
+                self._accumulate("silhouette", sil, has_mask.to(sil.dtype))
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0):
+        """Lightning hook: accumulates the metrics, the mean-pose baseline and the 2D metrics of one
+        validation batch (of any of the validation loaders, e.g. data=mix's one per set); the first
+        batch's overlay is logged."""
+        log_now = batch_idx == 0 and dataloader_idx == 0 and self.log_images_every_n_steps > 0 and self.logger is not None
         self._count_bad_samples(batch, "val")
-        out = self._eval_step(batch, self.val_metrics, "val", with_appearance=log_now)
+        need_render = self.needs()[0]
+        out = self._eval_step(batch, self.val_metrics, "val", with_appearance=log_now or need_render)
+        rend = self.render(out, batch["K"], tuple(batch["image"].shape[-2:])) if (log_now or need_render) else None
+        self._val_2d(batch, out, rend if need_render else None)
         if log_now:
-            rend = self.render(out, batch["K"], tuple(batch["image"].shape[-2:]))
             self._log_overlay(batch, out, rend, "val")
 
     def on_validation_epoch_end(self) -> None:
         """Lightning hook: logs val/<metric> (mm), val/baseline_pa_mpjpe_mm and val/kp_branch_err_px
-        (px) over the epoch, synchronised across processes, then resets the accumulators."""
+        (px) where the data has 3D labels, val/kp2d_det_err_px, val/kp_branch_det_err_px (px), val/photo
+        and val/silhouette (see :meth:`_val_2d`) for every data set, over the epoch, synchronised across
+        processes, then resets the accumulators."""
         self._log_metrics(self.val_metrics, "val")
         if self.val_baseline.update_count:
             base = self.val_baseline.compute()
@@ -294,6 +327,10 @@ class HandReconModule(pl.LightningModule):
         if self._kp_err_n:
             self.log("val/kp_branch_err_px", self._kp_err_sum / self._kp_err_n, sync_dist=True)
         self._kp_err_sum, self._kp_err_n = 0.0, 0
+        for k, (num, den) in self._val2d.items():
+            if den > 0:
+                self.log(f"val/{k}", num / den, sync_dist=True)
+        self._val2d = {}
 
     def test_step(self, batch: dict, batch_idx: int):
         """Lightning hook: accumulates the test metrics of one batch."""
