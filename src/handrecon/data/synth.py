@@ -95,6 +95,9 @@ PALM_COLOUR = np.array([0.93, 0.72, 0.64])
 # ---------------------------------------------------------------------------------------------- config
 
 _INT_FIELDS = ("n_train", "n_eval", "seed", "image_size", "batch_size", "jpeg_quality")
+#: knobs added later: left out of to_dict (and the hash) at their defaults
+_LATER_FIELDS = ("view_cone_min_deg", "skin_tone_range", "albedo_tint", "ambient_range", "directional_range",
+                 "background_clutter")
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,18 @@ class SynthConfig:
     #: of a palm or back view with the fingers up (either side with probability 1/2)
     view_cone_deg: float = 180.0
     occluder_size: tuple[float, float] = (0.12, 0.3)
+    #: views at least this angle (degrees) away from the palm/back view (a view cone with a hole:
+    #: with view_cone_deg, a ring of tilts; 0: the whole cone)
+    view_cone_min_deg: float = 0.0
+    #: skin tones drawn from this part of :data:`SKIN_PALETTE` (0 = lightest, 1 = darkest)
+    skin_tone_range: tuple[float, float] = (0.0, 1.0)
+    #: the albedo is multiplied by this RGB colour (e.g. (0.45, 0.7, 1.25): blue gloves), then clipped to [0, 1]
+    albedo_tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    #: ambient and directional light intensities (before their colour tint)
+    ambient_range: tuple[float, float] = (0.35, 0.7)
+    directional_range: tuple[float, float] = (0.3, 0.8)
+    #: number of clutter shapes drawn on each background
+    background_clutter: tuple[float, float] = (4.0, 20.0)
     #: additive Gaussian pixel noise std range (on [0, 1] images)
     pixel_noise: tuple[float, float] = (0.0, 0.02)
     #: probability and sigma range (px at 224) of a Gaussian blur of the final image
@@ -152,12 +167,13 @@ class SynthConfig:
                     v = int(v)
                 elif isinstance(f.default, tuple):
                     v = tuple(float(x) for x in v)
-                    if len(v) != 2:
-                        raise ValueError("not a pair")
+                    if len(v) != len(f.default):
+                        raise ValueError(f"not {len(f.default)} numbers")
                 else:
                     v = float(v)
             except (TypeError, ValueError) as e:
-                what = "a (lo, hi) pair of numbers" if isinstance(f.default, tuple) else "a number"
+                what = (("a (lo, hi) pair of numbers" if len(f.default) == 2 else f"{len(f.default)} numbers")
+                        if isinstance(f.default, tuple) else "a number")
                 raise ValueError(f"synthetic: option {f.name}={getattr(self, f.name)!r} is invalid ({e}); expected {what}") from None
             object.__setattr__(self, f.name, v)
         if int(self.n_train) < 0 or int(self.n_eval) < 0 or int(self.n_train) + int(self.n_eval) == 0:
@@ -166,7 +182,8 @@ class SynthConfig:
             raise ValueError(f"synthetic: image_size must be >= 16 pixels, got {self.image_size}")
         if int(self.batch_size) < 1:
             raise ValueError(f"synthetic: batch_size must be >= 1, got {self.batch_size}")
-        for name in ("focal_range", "fill_range", "depth_range", "occluder_size", "pixel_noise", "blur_sigma"):
+        for name in ("focal_range", "fill_range", "depth_range", "occluder_size", "pixel_noise", "blur_sigma",
+                     "ambient_range", "directional_range", "background_clutter"):
             lo, hi = getattr(self, name)
             if not (0 <= lo <= hi):
                 raise ValueError(f"synthetic: {name} must be (lo, hi) with 0 <= lo <= hi, got {getattr(self, name)!r}")
@@ -175,11 +192,22 @@ class SynthConfig:
                 raise ValueError(f"synthetic: {name} must be in [0, 1], got {getattr(self, name)!r}")
         if not 1 <= int(self.jpeg_quality) <= 100:
             raise ValueError(f"synthetic: jpeg_quality must be in 1..100, got {self.jpeg_quality}")
+        lo, hi = self.skin_tone_range
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"synthetic: skin_tone_range must satisfy 0 <= lo <= hi <= 1, got {self.skin_tone_range!r}")
+        if min(self.albedo_tint) < 0:
+            raise ValueError(f"synthetic: albedo_tint must be >= 0, got {self.albedo_tint!r}")
+        if not 0.0 <= self.view_cone_min_deg <= min(self.view_cone_deg, 180.0):
+            raise ValueError(f"synthetic: view_cone_min_deg must be in [0, view_cone_deg], got {self.view_cone_min_deg}")
 
     def to_dict(self) -> dict:
+        """Every parameter; the appearance/view knobs added after the first release only where they
+        differ from their defaults (so caches of default data keep their names)."""
         d = {}
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name in _LATER_FIELDS and v == f.default:
+                continue
             d[f.name] = v.to_dict() if isinstance(v, NoiseModel) else (list(v) if isinstance(v, tuple) else v)
         return d
 
@@ -232,12 +260,12 @@ def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
 FRONT_VIEW = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
 
-def cone_rotation(rng: np.random.Generator, cone_deg: float) -> np.ndarray:
+def cone_rotation(rng: np.random.Generator, cone_deg: float, min_deg: float = 0.0) -> np.ndarray:
     """A palm or back view (probability 1/2 each) with the fingers up, tilted by a rotation about a
-    uniformly random axis by an angle uniform in [0, cone_deg]."""
+    uniformly random axis by an angle uniform in [min_deg, cone_deg]."""
     axis = rng.standard_normal(3)
     axis /= np.linalg.norm(axis)
-    angle = np.deg2rad(rng.uniform(0.0, cone_deg))
+    angle = np.deg2rad(rng.uniform(min_deg, cone_deg))
     k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
     tilt = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
     side = np.diag([-1.0, 1.0, -1.0]) if rng.uniform() < 0.5 else np.eye(3)  # back view: 180 deg about y
@@ -258,9 +286,10 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
     )
 
 
-def sample_skin_tone(rng: np.random.Generator) -> np.ndarray:
-    """A base skin albedo (3,): a point on :data:`SKIN_PALETTE` plus a small hue / redness jitter."""
-    t = rng.uniform(0.0, 1.0) * (len(SKIN_PALETTE) - 1)
+def sample_skin_tone(rng: np.random.Generator, tone_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """A base skin albedo (3,): a point of ``tone_range`` on :data:`SKIN_PALETTE` (0 lightest, 1 darkest)
+    plus a small hue / redness jitter."""
+    t = rng.uniform(*tone_range) * (len(SKIN_PALETTE) - 1)
     i = min(int(t), len(SKIN_PALETTE) - 2)
     base = SKIN_PALETTE[i] * (1 - (t - i)) + SKIN_PALETTE[i + 1] * (t - i)
     base = base * (1.0 + rng.normal(0.0, 0.03, 3))
@@ -293,10 +322,11 @@ def skin_albedo(rest_verts: np.ndarray, palm: np.ndarray, tone: np.ndarray, rng:
     return np.clip(col, 0.0, 1.0)
 
 
-def sample_lighting(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sample_lighting(rng: np.random.Generator, ambient_range: tuple[float, float] = (0.35, 0.7),
+                    directional_range: tuple[float, float] = (0.3, 0.8)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ambient (3,), directional (3,), direction (3,)) in the camera frame.
 
-    Ambient 0.35-0.7 and directional 0.3-0.8 intensities, each tinted by a colour temperature
+    Ambient (default 0.35-0.7) and directional (0.3-0.8) intensities, each tinted by a colour temperature
     (warm to cool) plus a small random tint; the light comes from the camera's side (direction
     towards the light has z < 0).
     """
@@ -306,8 +336,8 @@ def sample_lighting(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, n
         c = np.array([1.0 + 0.12 * t, 1.0, 1.0 - 0.12 * t]) * (1.0 + rng.normal(0.0, 0.03, 3))
         return c / c.mean()
 
-    ambient = rng.uniform(0.35, 0.7) * tint()
-    directional = rng.uniform(0.3, 0.8) * tint()
+    ambient = rng.uniform(*ambient_range) * tint()
+    directional = rng.uniform(*directional_range) * tint()
     direction = np.array([rng.uniform(-1, 1), rng.uniform(-1, 1), -rng.uniform(0.2, 1.0)])
     return ambient, directional, direction / np.linalg.norm(direction)
 
@@ -443,7 +473,8 @@ class SynthRenderer:
             g = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
             poses.append(sample_natural_pose(1, self.frames, g, spread=cfg.pose_spread).reshape(1, -1).double())
             betas.append(np.clip(rng.normal(0.0, cfg.beta_std, 10), -cfg.beta_clip, cfg.beta_clip))
-            rots.append(random_rotation(rng) if cfg.view_cone_deg >= 180.0 else cone_rotation(rng, cfg.view_cone_deg))
+            rots.append(random_rotation(rng) if cfg.view_cone_deg >= 180.0 and cfg.view_cone_min_deg == 0
+                        else cone_rotation(rng, cfg.view_cone_deg, cfg.view_cone_min_deg))
         global_orient = matrix_to_axis_angle(torch.as_tensor(np.stack(rots)))  # (B, 3)
         hand_pose = torch.cat(poses, 0)  # (B, 45)
         betas_t = torch.as_tensor(np.stack(betas))
@@ -462,12 +493,14 @@ class SynthRenderer:
             T = frame_hand(verts0[b], K, fill, centre, S, cfg.depth_range)
             Ks.append(K)
             transl.append(T)
-            albedo.append(skin_albedo(self.rest_verts, self.palm, sample_skin_tone(rng), rng))
-            a, d, l = sample_lighting(rng)
+            tone = sample_skin_tone(rng, cfg.skin_tone_range)
+            albedo.append(np.clip(skin_albedo(self.rest_verts, self.palm, tone, rng) * np.asarray(cfg.albedo_tint), 0.0, 1.0))
+            a, d, l = sample_lighting(rng, cfg.ambient_range, cfg.directional_range)
             amb.append(a)
             dirl.append(d)
             ldir.append(l)
-            bgs.append(random_background(S, rng))
+            clutter = (int(round(cfg.background_clutter[0])), int(round(cfg.background_clutter[1])))
+            bgs.append(random_background(S, rng, clutter))
         transl = np.stack(transl)
         verts = verts0 + transl[:, None, :]
         joints = joints0 + transl[:, None, :]
