@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 # pytest: all cores, but the suite is sized for 2
 PYTEST_ARGS ?= -q
 
-.PHONY: install test test-fast demo bench bench-quick bench-gpu lint clean
+.PHONY: install test test-fast demo bench bench-quick bench-gpu bench-adapt lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ bench: $(PY)
 
 bench-quick: $(PY)
 	$(PY) bench/run_all.py --quick
+
+# self-supervised adaptation to a second synthetic domain (README "Adapting to your own photos"): trains
+# the quickstart (or reuses CKPT=outputs/demo/checkpoints/best.ckpt), adapts it with experiment=adapt_quickstart
+# on the new domain's images + detections, prints PA-MPJPE before/after beside the mean pose (CPU)
+bench-adapt: $(PY)
+	$(PY) bench/bench_adapt.py $(if $(CKPT),--source-ckpt $(CKPT))
 
 # the same benchmarks on a CUDA GPU in 16-mixed (the training step at batch 32/64, every stage's
 # training time on FreiHAND/HO3D, inference, renderer memory); writes bench/results/gpu.json
