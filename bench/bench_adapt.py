@@ -47,8 +47,9 @@ DOMAIN_B = {
 def run(args: list[str], log: Path) -> float:
     """``python -m handrecon ARGS`` (output to ``log``); returns the wall time."""
     t = time.perf_counter()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])))
     with open(log, "w") as f:
-        p = subprocess.run([sys.executable, "-m", "handrecon", *args], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+        p = subprocess.run([sys.executable, "-m", "handrecon", *args], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env)
     if p.returncode:
         raise SystemExit(f"python -m handrecon {' '.join(args)} failed ({p.returncode}); see {log}")
     return time.perf_counter() - t
@@ -107,6 +108,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--epochs", type=int, default=4, help="adaptation epochs")
     ap.add_argument("--workers", type=int, default=2, help="data generation processes")
     ap.add_argument("--adapt", nargs="*", default=[], help="extra overrides of the adaptation run")
+    ap.add_argument("--source-domain", action="store_true", help="also evaluate on the default domain's held-out images")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     sys.path.insert(0, str(ROOT / "src"))
@@ -146,32 +148,36 @@ def main(argv=None) -> dict:
     ], out / "adapt.log")  # fmt: skip
     summary = json.loads((adapt_dir / "train_summary.json").read_text())
 
-    ev_b, ev_a = datasets(root_b, size), datasets(root_a, size)
-    models = {"source (quickstart)": src, "adapted (best.ckpt, 2D val)": Path(summary["best_checkpoint"]),
-              "adapted (last.ckpt)": adapt_dir / "checkpoints" / "last.ckpt"}
+    ev_b = datasets(root_b, size)
+    ev_a = datasets(root_a, size) if args.source_domain else None
+    models = {"source (quickstart)": src, "adapted (best.ckpt, 2D val)": Path(summary["best_checkpoint"])}
+    last = adapt_dir / "checkpoints" / "last.ckpt"
+    if last.is_file() and last.read_bytes() != models["adapted (best.ckpt, 2D val)"].read_bytes():
+        models["adapted (last.ckpt)"] = last
     rows = []
     mod = None
     for name, path in models.items():
         mod, _ = load_module(path)
         rb_f, n_f = pa_mpjpe(mod, ev_b[0], ev_b[2], ev_b[3])
         rb_l, n_l = pa_mpjpe(mod, ev_b[1], ev_b[2], ev_b[3])
-        ra_l, _ = pa_mpjpe(mod, ev_a[1], ev_a[2], ev_a[3])
+        ra_l = pa_mpjpe(mod, ev_a[1], ev_a[2], ev_a[3])[0] if ev_a else float("nan")
         rows.append({"model": name, "new_folder": rb_f, "new_labelled": rb_l, "source_labelled": ra_l})
     usable = [int(ev_b[0].names[i]) for i in ev_b[0].ids]  # the held-out images the folder reader keeps
     rows.insert(0, {"model": "mean pose and shape", "new_folder": mean_pose(mod, ev_b[2][usable], ev_b[3][usable]),
-                    "new_labelled": mean_pose(mod, ev_b[2], ev_b[3]), "source_labelled": mean_pose(mod, ev_a[2], ev_a[3])})
+                    "new_labelled": mean_pose(mod, ev_b[2], ev_b[3]),
+                    "source_labelled": mean_pose(mod, ev_a[2], ev_a[3]) if ev_a else float("nan")})
     before, after = rows[1], rows[2]
     result = {
         "domain_b": DOMAIN_B, "n_train": args.n_train, "n_eval": args.n_eval, "render_size": args.render_size,
         "epochs": args.epochs, "source_ckpt": str(src), "adapted_ckpt": summary["best_checkpoint"],
-        "eval_images": {"new_folder": n_f, "new_labelled": n_l, "source": len(ev_a[2])},
+        "eval_images": {"new_folder": n_f, "new_labelled": n_l, "source": len(ev_a[2]) if ev_a else 0},
         "rows": rows, "times_s": times,
         "reduction_new_folder": 1 - after["new_folder"] / before["new_folder"],
         "reduction_new_labelled": 1 - after["new_labelled"] / before["new_labelled"],
     }  # fmt: skip
     (out / "bench_adapt.json").write_text(json.dumps(result, indent=2))
     print(f"### PA-MPJPE (mm) on held-out images; new domain: {n_f} of {args.n_eval} (folder pipeline: images with a usable "
-          f"detection), source domain: {len(ev_a[2])}")
+          f"detection)" + (f", source domain: {len(ev_a[2])}" if ev_a else ""))
     print("| model | new domain, folder pipeline | new domain, labelled pipeline | source domain |")
     print("|---|---|---|---|")
     for r in rows:
