@@ -81,8 +81,10 @@ def test_debug_limit(synth_cache, tmp_path):
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_config_runs(experiment, synth_cache, tmp_path):
-    value = run_main([f"experiment={experiment}", *tiny_overrides(synth_cache, steps=2)], tmp_path)
+def test_every_experiment_config_runs(experiment, synth_cache, tmp_path, request):
+    # adapt_quickstart needs the checkpoint it adapts (init_from: ???)
+    init = [f"init_from={request.getfixturevalue('keypoint_ckpt')}"] if experiment == "adapt_quickstart" else []
+    value = run_main([f"experiment={experiment}", *tiny_overrides(synth_cache, steps=2), *init], tmp_path)
     assert json.loads((tmp_path / "train_summary.json").read_text())["global_step"] == 2
     assert value == pytest.approx(json.loads((tmp_path / "metrics.json").read_text())["pa_mpjpe_mm"])
 
