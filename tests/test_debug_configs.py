@@ -49,6 +49,7 @@ def test_debug_fdr(synth_cache, tmp_path):
     assert value == pytest.approx(json.loads((tmp_path / "metrics.json").read_text())["pa_mpjpe_mm"])
 
 
+@pytest.mark.slow  # 12 epochs with a validation each (80 s on a loaded 2-core machine)
 def test_debug_overfit(synth_cache, tmp_path):
     """One batch, no augmentation, 12 epochs: the loss on it falls well below where it started."""
     cfg = compose_config([*tiny_overrides(synth_cache, steps=-1), "stage=ssl_shape", "debug=overfit",
