@@ -333,7 +333,16 @@ def _f_from_distances(d_pred: torch.Tensor, d_gt: torch.Tensor, threshold: float
 
 
 def _nn_distances_t(pred: torch.Tensor, gt: torch.Tensor):
-    """pred: (..., V, 3), gt: (..., V', 3) -> (nearest-gt distance (..., V), nearest-pred (..., V'))."""
+    """pred: (..., V, 3), gt: (..., V', 3) -> (nearest-gt distance (..., V), nearest-pred (..., V')).
+    On the CPU a k-d tree per sample (exact, ~5 x faster than all pairs for 778 x 778 points);
+    elsewhere all pairwise distances."""
+    if pred.device.type == "cpu" and not pred.requires_grad and not gt.requires_grad:
+        p = pred.detach().reshape(-1, *pred.shape[-2:]).double().numpy()
+        g = gt.detach().reshape(-1, *gt.shape[-2:]).double().numpy()
+        d_p = np.stack([cKDTree(gi).query(pi, k=1)[0] for pi, gi in zip(p, g)]) if len(p) else np.zeros(p.shape[:2])
+        d_g = np.stack([cKDTree(pi).query(gi, k=1)[0] for pi, gi in zip(p, g)]) if len(p) else np.zeros(g.shape[:2])
+        return (torch.as_tensor(d_p, dtype=pred.dtype).reshape(pred.shape[:-1]),
+                torch.as_tensor(d_g, dtype=pred.dtype).reshape(gt.shape[:-1]))
     d = torch.cdist(pred, gt, compute_mode="donot_use_mm_for_euclid_dist")  # (..., V, V')
     return d.min(-1).values, d.min(-2).values
 
