@@ -140,12 +140,12 @@ def test_missing_root_and_missing_json_name_the_path(tmp_path):
 
 
 def test_image_count_mismatch_and_missing_image(tmp_path):
-    make_freihand_tree(tmp_path, n=3, versions=2, n_eval=1, size=32, with_masks=False)
+    make_freihand_tree(tmp_path, n=3, versions=4, n_eval=1, size=32, with_masks=False)
     rgb = tmp_path / "training" / "rgb"
     (rgb / "00000004.jpg").rename(tmp_path / "moved.jpg")
-    with pytest.raises(DatasetFormatError, match=r"holds 5 \.jpg images but .*training_K\.json has 3 samples"):
+    with pytest.raises(DatasetFormatError, match=r"holds 11 \.jpg images but .*training_K\.json has 3 samples"):
         load_split_annotations(tmp_path, "training")
-    (tmp_path / "moved.jpg").rename(rgb / "00000009.jpg")  # right count, wrong numbering
+    (tmp_path / "moved.jpg").rename(rgb / "00000015.jpg")  # right count, wrong numbering
     with pytest.raises(DatasetFormatError, match=r"00000004\.jpg is missing"):
         load_split_annotations(tmp_path, "training")
 
@@ -181,13 +181,13 @@ def test_detections_for_another_split_or_wrong_shape_are_rejected(tmp_path, tree
 
 
 def test_detections_of_originals_serve_all_versions_and_missing_ones_are_listed(tmp_path):
-    truth = make_freihand_tree(tmp_path, n=3, versions=2, n_eval=1, size=32, detections="originals", with_masks=False)
+    truth = make_freihand_tree(tmp_path, n=3, versions=4, n_eval=1, size=32, detections="originals", with_masks=False)
     ds = FreiHANDDataset(tmp_path, "training", image_size=32)
     np.testing.assert_allclose(ds[4]["kp2d"].numpy(), truth["training"]["uv"][1], atol=0.006)
     det = Detections.load(tmp_path / "detections" / "training.json")
     part = Detections(det.names[:2], det.xy[:2], det.conf[:2], split="training")
     part.save(tmp_path / "partial.json")
-    with pytest.raises(DatasetFormatError, match=r"2 of 6 images have no detection in .*partial\.json.*'00000002'"):
+    with pytest.raises(DatasetFormatError, match=r"4 of 12 images have no detection in .*partial\.json.*'00000002'"):
         FreiHANDDataset(tmp_path, "training", detections=tmp_path / "partial.json")
 
 
@@ -219,17 +219,17 @@ def test_read_rgb_rejects_truncated_garbage_and_missing_files(tmp_path, tree):
 
 
 def test_corrupt_image_is_logged_counted_and_substituted_then_fails_above_fraction(tmp_path, caplog):
-    make_freihand_tree(tmp_path, n=5, versions=2, n_eval=1, size=32, with_masks=False)
+    make_freihand_tree(tmp_path, n=5, versions=4, n_eval=1, size=32, with_masks=False)
     bad = tmp_path / "training" / "rgb" / "00000001.jpg"
     bad.write_bytes(bad.read_bytes()[:300])
-    ds = FreiHANDDataset(tmp_path, "training", image_size=32, max_bad_fraction=0.2)  # 10 files: 2 allowed
+    ds = FreiHANDDataset(tmp_path, "training", image_size=32, max_bad_fraction=0.2)  # 20 files: 4 allowed
     with caplog.at_level(logging.WARNING):
         s = ds[1]
     assert s["name"] == "00000002"  # the next sample stands in
     assert ds.bad_files.count == 1 and str(bad) in ds.bad_files.bad
     assert any(str(bad) in r.getMessage() and "truncated JPEG" in r.getMessage() for r in caplog.records)
     strict = FreiHANDDataset(tmp_path, "training", image_size=32, max_bad_fraction=0.01)
-    with pytest.raises(RuntimeError, match=r"1 bad image files out of 10 exceed max_bad_fraction=0\.01.*00000001\.jpg"):
+    with pytest.raises(RuntimeError, match=r"1 bad image files out of 20 exceed max_bad_fraction=0\.01.*00000001\.jpg"):
         strict[1]
 
 

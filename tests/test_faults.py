@@ -359,3 +359,154 @@ def test_corrupt_training_jpeg_is_skipped_counted_and_in_the_summary(damaged_set
     summary = train(cfg)
     assert summary["bad_samples_skipped"] == {"train": 1, "val": 0}
     assert json.loads((out / "train_summary.json").read_text())["bad_samples_skipped"]["train"] == 1
+
+
+# ============================================================================ bad annotations and detections: clear errors at load
+
+
+@pytest.fixture
+def set_copy(synth_cache, tmp_path) -> Path:
+    import shutil
+
+    root = tmp_path / "set"
+    shutil.copytree(_cached_set(synth_cache), root)
+    return root
+
+
+def _edit_json(path: Path, fn) -> None:
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps(fn(doc)))
+
+
+def _reader(root: Path):
+    from handrecon.data.freihand import FreiHANDDataset
+
+    return FreiHANDDataset(root, "training", image_size=64)
+
+
+def test_annotations_cut_to_half_the_images_is_an_error_not_versions(set_copy):
+    from handrecon.data.images import DatasetFormatError
+
+    for name in ("K", "xyz", "verts", "mano", "scale"):
+        _edit_json(set_copy / f"training_{name}.json", lambda d: d[:24])
+    with pytest.raises(DatasetFormatError, match=r"holds 48 \.jpg images but .*training_K\.json has 24 samples.*cut short"):
+        _reader(set_copy)
+
+
+@pytest.mark.parametrize("case", ["singular_K", "nan_K", "nan_xyz", "behind_camera", "nan_verts"])
+def test_bad_ground_truth_is_found_at_load_time_naming_file_and_index(case, set_copy):
+    from handrecon.data.images import DatasetFormatError
+
+    def change(d):
+        if case == "singular_K":
+            d[7] = [[0, 0, 32], [0, 0, 32], [0, 0, 1]]
+        elif case == "nan_K":
+            d[7][0][0] = float("nan")
+        elif case in ("nan_xyz", "nan_verts"):
+            d[7][3][1] = float("nan")
+        else:
+            d[7][0][2] = -0.4
+        return d
+
+    file = {"singular_K": "K", "nan_K": "K", "behind_camera": "xyz", "nan_xyz": "xyz", "nan_verts": "verts"}[case]
+    _edit_json(set_copy / f"training_{file}.json", change)
+    msg = {"K": "intrinsics of sample 7 are invalid", "xyz": "sample 7", "verts": "vertices of sample 7 are not finite"}[file]
+    with pytest.raises(DatasetFormatError, match=rf"training_{file}\.json: .*{msg}"):
+        from handrecon.data.freihand import load_split_annotations
+
+        load_split_annotations(set_copy, "training")
+
+
+@pytest.mark.parametrize("case", ["nan", "conf_above_1", "negative_conf", "far_outside"])
+def test_bad_detections_content_is_an_error_naming_the_image(case, set_copy):
+    from handrecon.data.detections import DetectionsError
+
+    def change(d):
+        it = d["items"]["00000011"]
+        if case == "nan":
+            it["xy"][4] = [float("nan"), 3.0]
+            it["conf"][4] = 0.9
+        elif case == "conf_above_1":
+            it["conf"][4] = 1.7
+        elif case == "negative_conf":
+            it["conf"][4] = -0.2
+        else:
+            it["xy"][4] = [5000.0, 20.0]
+            it["conf"][4] = 0.9
+        return d
+
+    _edit_json(set_copy / "detections" / "training.json", change)
+    msg = {"nan": "is not finite", "conf_above_1": "not in \\[0, 1\\]", "negative_conf": "not in \\[0, 1\\]",
+           "far_outside": "far outside its 64x64 image"}[case]
+    with pytest.raises(DetectionsError, match=rf"training\.json.*image '00000011' joint 4: .*{msg}"):
+        _reader(set_copy)
+
+
+def test_negative_learning_rate_or_batch_size_names_the_key(synth_cache, tmp_path):
+    from handrecon.cli.train import train
+
+    with pytest.raises(ValueError, match=r"stage.optimizer.lr=-0.001 \(a learning rate must be"):
+        train(compose_config([*tiny_overrides(synth_cache), "stage=ssl_shape", "stage.optimizer.lr=-1e-3"], tmp_path / "a"))
+    with pytest.raises(ValueError, match=r"stage.batch_size=-4 \(a batch size must be an integer >= 1\)"):
+        train(compose_config([*tiny_overrides(synth_cache), "stage=ssl_shape", "stage.batch_size=-4"], tmp_path / "b"))
+    assert not (tmp_path / "a" / "checkpoints").exists()
+
+
+def test_nan_keypoints_reaching_the_overlay_are_not_drawn():
+    from handrecon.stages.visualize import draw_keypoints
+
+    img = np.zeros((32, 32, 3), np.uint8)
+    uv = np.full((21, 2), 16.0)
+    uv[3] = np.nan
+    uv[5] = [np.inf, 1.0]
+    out = draw_keypoints(img, uv, radius=1)  # no cv2 error
+    assert out.shape == img.shape and out.any()
+    assert not draw_keypoints(img, np.full((21, 2), np.nan)).any()
+
+
+def _predict(ckpt, src, out, *extra):
+    from handrecon.cli.train import run
+
+    return run(compose_config(["task=predict", f"ckpt={ckpt}", f"input={src}", f"out={out}", *extra], out))
+
+
+@pytest.fixture
+def one_photo(tmp_path) -> Path:
+    import cv2
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    cv2.imwrite(str(src / "hand.jpg"), np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8))
+    return src
+
+
+@pytest.mark.parametrize("case", ["missing", "malformed", "not_numbers", "inverted"])
+def test_bad_box_file_is_one_clear_error(case, trained_ckpt_session, one_photo, tmp_path):
+    box = tmp_path / "boxes.json"
+    if case == "malformed":
+        box.write_text("{hand: [1, 2")
+    elif case == "not_numbers":
+        box.write_text(json.dumps({"hand": ["a", 2, 3]}))
+    elif case == "inverted":
+        box.write_text(json.dumps({"hand": [60, 10, 20, 50]}))
+    err = FileNotFoundError if case == "missing" else ValueError
+    msg = {"missing": "no such file", "malformed": "not valid JSON", "not_numbers": "image 'hand': box .* is not four numbers",
+           "inverted": "image 'hand': box .* is empty or inverted"}[case]
+    with pytest.raises(err, match=rf"box={box}: {msg}"):
+        _predict(trained_ckpt_session, one_photo, tmp_path / "out", f"box={box}")
+    assert not (tmp_path / "out" / "hand.json").exists()
+
+
+def test_predict_refuses_detections_of_other_images_or_far_outside(keypoint_ckpt, one_photo, tmp_path):
+    from handrecon.data.detections import Detections, DetectionsError
+
+    other = tmp_path / "other.json"
+    Detections(["00000001"], np.full((1, 21, 2), 10.0), np.ones((1, 21)), "synthetic", "training").save(other)
+    with pytest.raises(ValueError, match=r"detections=.*other.json: names none of the 1 input images .*split 'training'"):
+        _predict(keypoint_ckpt, one_photo, tmp_path / "o1", f"detections={other}")
+    far = tmp_path / "far.json"
+    Detections(["hand"], np.full((1, 21, 2), 900.0), np.ones((1, 21)), "user", "unknown").save(far)
+    with pytest.raises(DetectionsError, match=r"detections for hand.jpg: image 'hand' joint 0: .*far outside its 80x64 image"):
+        _predict(keypoint_ckpt, one_photo, tmp_path / "o2", f"detections={far}")
+    with pytest.raises(DetectionsError, match=r"holds detections for split 'training', but split 'evaluation'"):
+        _predict(keypoint_ckpt, "synthetic:evaluation:2", tmp_path / "o3", f"detections={other}")

@@ -88,12 +88,40 @@ def resolve_synthetic(spec: str, train_cfg) -> list[Path]:
     return files
 
 
+def load_boxes(path: str) -> dict[str, list[float]]:
+    """box=PATH: a JSON object {image stem: [x0, y0, x1, y1]} (pixels, x0 < x1, y0 < y1). Every
+    problem is one error naming the file and, for a bad box, the image."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"box={path}: no such file; expected full, detector, or a JSON file "
+                                "{image stem: [x0, y0, x1, y1]}")
+    try:
+        doc = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"box={path}: not valid JSON ({e}); expected {{image stem: [x0, y0, x1, y1]}}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"box={path}: holds a {type(doc).__name__}; expected an object {{image stem: [x0, y0, x1, y1]}}")
+    out = {}
+    for name, b in doc.items():
+        try:
+            x0, y0, x1, y1 = (float(v) for v in b)
+        except (TypeError, ValueError):
+            raise ValueError(f"box={path}: image {name!r}: box {b!r} is not four numbers [x0, y0, x1, y1]") from None
+        if not all(np.isfinite([x0, y0, x1, y1])) or x1 <= x0 or y1 <= y0:
+            raise ValueError(f"box={path}: image {name!r}: box {b!r} is empty or inverted; expected [x0, y0, x1, y1] "
+                             "with x0 < x1 and y0 < y1 (pixels)")
+        out[str(name)] = [x0, y0, x1, y1]
+    return out
+
+
 def make_crop(name: str, path: Path, image: np.ndarray, box, size: int, flip: bool, focal_ratio: float) -> Crop:
     H, W = image.shape[:2]
     if box is None:  # the whole image, centred square
         center, side = ((W - 1) / 2.0, (H - 1) / 2.0), float(max(H, W))
     else:
         x0, y0, x1, y1 = box
+        if not (x1 > x0 and y1 > y0):
+            raise ValueError(f"image {name!r}: box {list(box)} is empty or inverted; expected [x0, y0, x1, y1], x0 < x1, y0 < y1")
         center, side = ((x0 + x1) / 2.0, (y0 + y1) / 2.0), float(max(x1 - x0, y1 - y0))
     A = camera.crop_matrix(center, side, size)
     if flip:
@@ -108,8 +136,8 @@ def load_predict_detections(cfg: DictConfig, spec: str, files: list[Path]):
     images) the embedded dataset's own; else None (the network's own 2D branch finds them)."""
     from handrecon.data.detections import Detections
 
-    if cfg.get("detections"):
-        return Detections.load(cfg.detections)
+    if cfg.get("detections"):  # for dataset images, a file of another split is refused
+        return Detections.load(cfg.detections, split=files[0].parents[1].name if spec.startswith("synthetic") else None)
     if spec.startswith("synthetic"):
         split, root = files[0].parents[1].name, files[0].parents[2]  # <root>/<split>/rgb/<id>.jpg
         return Detections.load(root / "detections" / f"{split}.json", split=split)
@@ -159,12 +187,18 @@ def predict(cfg: DictConfig) -> dict:
     boxes = None
     box_mode = str(cfg.box)
     if box_mode not in ("full", "detector"):
-        boxes = json.loads(Path(box_mode).read_text())
+        boxes = load_boxes(box_mode)
     batch_size = int(cfg.predict_batch_size)
     focal_ratio = float(cfg.focal_ratio)
     report: dict = {"written": [], "skipped": [], "keypoints": {}}
     out_names = output_names(files)
     dets = load_predict_detections(cfg, spec, files) if net.keypoints_in == "detections" else None
+    if dets is not None and cfg.get("detections"):
+        stems = {p.stem for p in files}
+        if not stems & set(dets.names):
+            raise ValueError(f"detections={cfg.detections}: names none of the {len(stems)} input images (it holds "
+                             f"{len(dets)} images of split {dets.split!r}, e.g. {dets.names[:3]}); is it another "
+                             "split's or folder's file? Image names must be the input files' stems")
     hm = net.hand_model
     faces = hm.faces.cpu().numpy()
     # a hand model with a texture space and a MANO-topology output (NIMBLE): <stem>.obj/.ply are the
@@ -189,6 +223,8 @@ def predict(cfg: DictConfig) -> dict:
                 log.warning("skipped %s: %s", p, e)
                 continue
             box = boxes.get(p.stem) if boxes is not None else None
+            if dets is not None and p.stem in dets:  # pixels of this image: a far-off keypoint is a wrong file
+                dets.check_inside(img.shape[1], img.shape[0], f"detections for {p.name}", names=[p.stem])
             crop = make_crop(p.stem, p, img, box, size, hand == "left", focal_ratio)
             crop.out_name = out_names[p]
             crops.append(crop)

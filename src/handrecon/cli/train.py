@@ -96,6 +96,9 @@ def build_callbacks(cfg: DictConfig) -> list:
 
 
 def train(cfg: DictConfig) -> dict:
+    from handrecon.cli.checks import check_config
+
+    check_config(cfg)  # e.g. a negative learning rate or batch size: one error naming the key
     output_dir = Path(cfg.paths.output_dir)
     pl.seed_everything(int(cfg.seed), workers=True)
     datamodule = hydra.utils.instantiate(cfg.data)

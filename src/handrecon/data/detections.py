@@ -63,6 +63,7 @@ class Detections:
         self.sides: dict[str, str] = {}
         for name, side in (sides or {}).items():
             self.set_side(name, side)
+        self.check_content()
 
     def set_side(self, name: str, side: str | None) -> None:
         """Record (or with None forget) which hand image ``name`` shows."""
@@ -78,6 +79,37 @@ class Detections:
     def side(self, name: str) -> str | None:
         """'left' / 'right' where the detections say which hand image ``name`` shows, else None."""
         return self.sides.get(name)
+
+    def check_content(self, where: str = "detections") -> None:
+        """Confidences finite and in [0, 1], keypoints with confidence > 0 finite: else one
+        :class:`DetectionsError` naming the image and joint."""
+        xy, conf = self.xy, self.conf
+        bad = ~np.isfinite(conf) | (conf < 0) | (conf > 1)
+        if bad.any():
+            i, j = map(int, np.argwhere(bad)[0])
+            raise DetectionsError(f"{where}: image {self.names[i]!r} joint {j}: confidence {conf[i, j]!r} is not in [0, 1] "
+                                  f"({int(bad.sum())} such values)")
+        bad = (conf > 0) & ~np.isfinite(xy).all(-1)
+        if bad.any():
+            i, j = map(int, np.argwhere(bad)[0])
+            raise DetectionsError(f"{where}: image {self.names[i]!r} joint {j}: keypoint {xy[i, j].tolist()} is not finite "
+                                  f"with confidence {conf[i, j]:.3g} ({int(bad.sum())} such keypoints)")
+
+    def check_inside(self, width: int, height: int, where: str = "detections", margin: float = 1.0,
+                     names=None) -> None:
+        """Confident keypoints must lie within ``margin`` image sizes of a ``width`` x ``height`` image
+        (farther: pixels of another image size, or normalised coordinates): one error naming the image."""
+        idx = np.arange(len(self)) if names is None else np.array([self._index[n] for n in names if n in self._index], np.int64)
+        if not len(idx):
+            return
+        xy, conf = self.xy[idx], self.conf[idx]
+        lo, hi = np.array([-margin * width, -margin * height]), np.array([(1 + margin) * width, (1 + margin) * height])
+        bad = (conf > 0) & ((xy < lo) | (xy > hi)).any(-1)
+        if bad.any():
+            i, j = map(int, np.argwhere(bad)[0])
+            raise DetectionsError(f"{where}: image {self.names[int(idx[i])]!r} joint {j}: keypoint {xy[i, j].tolist()} px lies "
+                                  f"far outside its {width}x{height} image ({int(bad.any(-1).sum())} images so); "
+                                  "detections must be pixels of the full image")
 
     def __repr__(self) -> str:
         return f"Detections({self.dataset}/{self.split}, detector={self.detector}, n={len(self)})"
@@ -207,8 +239,11 @@ class Detections:
                 if side not in SIDES:
                     raise DetectionsError(f"{path}: item {n!r} has side {side!r}; expected one of {SIDES} (or no 'side')")
                 sides[n] = side
-        return cls(names, xy, conf, doc.get("dataset", "unknown"), doc.get("split", "unknown"), doc.get("detector", "unknown"),
-                   sides=sides)
+        try:
+            return cls(names, xy, conf, doc.get("dataset", "unknown"), doc.get("split", "unknown"),
+                       doc.get("detector", "unknown"), sides=sides)
+        except DetectionsError as e:
+            raise DetectionsError(str(e).replace("detections:", f"{path}:", 1)) from None
 
     @classmethod
     def from_s2hand_list(cls, doc: list, path: Path | str = "<list>", split: str = "unknown", dataset: str = "unknown") -> Detections:

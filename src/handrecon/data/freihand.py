@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from handrecon.data import transforms as T
@@ -177,6 +178,12 @@ def _scan_images(root: Path, split: str, num_ids: int, k_path: Path) -> tuple[in
             f"(published: training 4 x {PUBLISHED_SIZES['training']}, evaluation {PUBLISHED_SIZES['evaluation']}). "
             "Is the download complete?"
         )
+    if v > 1 and (split != "training" or v != MAX_VERSIONS):
+        raise DatasetFormatError(
+            f"FreiHAND: {rgb_dir} holds {n_img} {ext} images but {k_path} has {num_ids} samples ({v} per sample); "
+            f"only the published training split has several versions of each sample (exactly {MAX_VERSIONS}). Are the "
+            f"annotation files cut short (they cover {num_ids} of {n_img} images)?"
+        )
     for i in range(v * num_ids):
         if f"{image_name(i)}{ext}" not in names:
             raise DatasetFormatError(
@@ -184,6 +191,31 @@ def _scan_images(root: Path, split: str, num_ids: int, k_path: Path) -> tuple[in
                 f"{image_name(0)}{ext} .. {image_name(v * num_ids - 1)}{ext} ({v} versions of {num_ids} samples)"
             )
     return v, ext
+
+
+def _check_intrinsics(K: np.ndarray, k_path: Path) -> None:
+    """Every K finite, K[2] = (0, 0, 1) up to scale, fx, fy > 0: else one error naming the first bad index."""
+    finite = np.isfinite(K).all((1, 2))
+    with np.errstate(all="ignore"):
+        K = K / np.where(K[:, 2:3, 2:3] == 0, np.nan, K[:, 2:3, 2:3])
+    ok = finite & np.isfinite(K).all((1, 2)) & (K[:, 0, 0] > 0) & (K[:, 1, 1] > 0) & (np.abs(K[:, 2, :2]) < 1e-9).all(-1)
+    bad = np.flatnonzero(~ok)
+    if len(bad):
+        raise DatasetFormatError(f"{k_path}: intrinsics of sample {int(bad[0])} are invalid ({len(bad)} samples so); expected "
+                                 "finite 3x3 matrices [[fx, s, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0 (not singular)")
+
+
+def _check_finite(arr: np.ndarray, path: Path, what: str) -> None:
+    bad = np.flatnonzero(~np.isfinite(arr.reshape(len(arr), -1)).all(-1))
+    if len(bad):
+        raise DatasetFormatError(f"{path}: the {what} of sample {int(bad[0])} are not finite (NaN or inf; "
+                                 f"{len(bad)} samples so)")
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of an image file, None when unreadable (then the readers skip and count it)."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    return None if img is None else (int(img.shape[1]), int(img.shape[0]))
 
 
 def load_split_annotations(root: str | os.PathLike, split: str = "training", load_verts: bool = True) -> FreiHANDAnnotations:
@@ -202,8 +234,7 @@ def load_split_annotations(root: str | os.PathLike, split: str = "training", loa
     if n == 0:
         raise DatasetFormatError(f"{k_path}: holds no samples; expected a list of 3x3 intrinsics")
     K = _check_shape(K, k_path, n, (3, 3), "the intrinsics list")
-    if not np.all(np.isfinite(K)) or np.any(K[:, 2, 2] == 0):
-        raise DatasetFormatError(f"{k_path}: intrinsics must be finite with K[2, 2] = 1")
+    _check_intrinsics(K, k_path)
 
     def optional(suffix: str, tail: tuple, what: str, dtype: str = "float64") -> np.ndarray | None:
         p = root / f"{split}_{suffix}.json"
@@ -224,6 +255,15 @@ def load_split_annotations(root: str | os.PathLike, split: str = "training", loa
         scale = _load_json_array(scale_p).reshape(-1)
         if len(scale) != n:
             raise DatasetFormatError(f"{scale_p}: {len(scale)} entries but {k_path} has {n}; expected one per sample")
+    for arr, name, what in ((xyz, "xyz", "3D joints"), (verts, "verts", "vertices"), (mano, "mano", "MANO parameters"),
+                            (scale, "scale", "scales")):
+        if arr is not None:
+            _check_finite(arr, root / f"{split}_{name}.json", what)
+    if xyz is not None:
+        behind = np.flatnonzero((xyz[..., 2] <= 0).any(-1))
+        if len(behind):
+            raise DatasetFormatError(f"{root / f'{split}_xyz.json'}: sample {int(behind[0])} has joints at z <= 0 (behind "
+                                     f"the camera; {len(behind)} samples so); expected metres in the camera frame")
     versions, ext = _scan_images(root, split, n, k_path)
     return FreiHANDAnnotations(root, split, K, xyz, verts, mano, scale, versions, ext)
 
@@ -335,6 +375,9 @@ class FreiHANDDataset(RobustDataset):
         # the versions of a sample share pose and camera: a detection of the original serves them all
         resolved = [n_ if n_ in det else image_name(int(i) % N) for n_, i in zip(names, self._items)]
         check_detection_coverage(det, resolved, self.detections_path, self.what)
+        size = _image_size(self.ann.image_path(int(self._items[0]))) if len(self._items) else None
+        if size is not None:  # the published images all have one size (224 x 224)
+            det.check_inside(size[0], size[1], f"{self.detections_path}", names=sorted(set(resolved)))
         if resolved:
             self._det_xy[:], self._det_conf[:] = det.take(resolved)
         n_fallback = sum(a != b for a, b in zip(names, resolved))

@@ -302,6 +302,7 @@ def to_model_sample(s: Mapping, *, has_3d: bool, name: str, index: int, appearan
         has_3d bool   has_verts bool (verts3d is a real mesh; None: has_3d and more than one vertex)
         mask (S, S) float32 (zeros if unknown)   has_mask bool   is_right bool
         appearance_weight float32 scalar   name str   index int
+        bad_skipped int (unreadable image files this sample stands in for; counted in the run's summary)
     """
     img = np.ascontiguousarray(np.asarray(s["image"], np.float32).transpose(2, 0, 1))  # (3, S, S)
     S = img.shape[-1]
@@ -323,12 +324,13 @@ def to_model_sample(s: Mapping, *, has_3d: bool, name: str, index: int, appearan
         "appearance_weight": torch.tensor(float(appearance_weight), dtype=torch.float32),
         "name": str(name),
         "index": int(index),
+        "bad_skipped": 0,  # bad image files passed over for this sample (set by RobustDataset)
     }
 
 
 SAMPLE_KEYS: tuple[str, ...] = (
     "image", "K", "kp2d", "kp2d_conf", "joints3d", "verts3d", "has_3d", "has_verts", "mask", "has_mask", "is_right",
-    "appearance_weight", "name", "index",
+    "appearance_weight", "name", "index", "bad_skipped",
 )  # fmt: skip
 
 

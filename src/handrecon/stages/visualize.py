@@ -19,7 +19,10 @@ def draw_keypoints(image: np.ndarray, uv: np.ndarray, conf: np.ndarray | None = 
                    thickness: int = 1, min_conf: float = 0.05) -> np.ndarray:
     """image (H, W, 3) uint8 RGB, uv (21, 2) px -> a copy with the skeleton drawn (colour by finger)."""
     out = np.ascontiguousarray(image.copy())
-    ok = np.ones(len(uv), bool) if conf is None else conf > min_conf
+    uv = np.asarray(uv, np.float64)
+    ok = np.ones(len(uv), bool) if conf is None else np.nan_to_num(np.asarray(conf, np.float64), nan=0.0) > min_conf
+    # a non-finite or absurdly far keypoint (a diverged prediction) is not drawn (cv2 cannot take it)
+    ok &= np.isfinite(uv).all(-1) & (np.abs(uv) < 1e6).all(-1)
     for p, c in BONES:
         if ok[p] and ok[c]:
             a, b = tuple(int(round(x)) for x in uv[p]), tuple(int(round(x)) for x in uv[c])
