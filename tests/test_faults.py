@@ -510,3 +510,26 @@ def test_predict_refuses_detections_of_other_images_or_far_outside(keypoint_ckpt
         _predict(keypoint_ckpt, one_photo, tmp_path / "o2", f"detections={far}")
     with pytest.raises(DetectionsError, match=r"holds detections for split 'training', but split 'evaluation'"):
         _predict(keypoint_ckpt, "synthetic:evaluation:2", tmp_path / "o3", f"detections={other}")
+
+
+# ============================================================================ exact resume
+
+
+def test_mid_epoch_resume_ends_with_the_same_weights(synth_cache, tmp_path):
+    """A run stopped after step 4 of a 6-step epoch (its last.ckpt is what a kill leaves) and resumed
+    ends, 10 steps later, with exactly the weights of the uninterrupted run (CPU, same seed,
+    augmentation on, data loading in the main process)."""
+    from handrecon.cli.train import train
+
+    base = [*tiny_overrides(synth_cache, steps=10), "stage=ssl_shape", "trainer.limit_val_batches=0"]
+    train(compose_config(base, tmp_path / "whole"))
+    train(compose_config([*base, "trainer.max_steps=4"], tmp_path / "killed"))
+    killed = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert killed["global_step"] == 4
+    train(compose_config([*base, f"resume={tmp_path / 'killed' / 'checkpoints' / 'last.ckpt'}"], tmp_path / "resumed"))
+    a = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 10
+    diff = max(float((a["state_dict"][k].double() - b["state_dict"][k].double()).abs().max())
+               for k in a["state_dict"] if a["state_dict"][k].is_floating_point())
+    assert diff == 0.0, f"max weight difference {diff}"

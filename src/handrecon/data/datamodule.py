@@ -67,6 +67,44 @@ def split_ids(n: int, val_fraction: float, seed: int = 0, groups: np.ndarray | N
     return train, val
 
 
+class ResumableRandomSampler(torch.utils.data.Sampler):
+    """The training order, resumable mid-epoch: epoch e is a permutation drawn from ``(seed, e)``
+    alone (Lightning calls ``set_epoch``), and :meth:`skip_next` makes the next pass start after
+    the batches a killed run had already trained on. With ``keyed=True`` it yields
+    ``(index, draw_seed)``, draw_seed = ``(seed, e, index)``, so a sample's augmentation depends on
+    nothing else (not on worker processes or on how far the global RNG has run)."""
+
+    def __init__(self, n: int, seed: int = 0, keyed: bool = False, epoch_source=None) -> None:
+        self.n, self.seed, self.keyed = int(n), int(seed), bool(keyed)
+        self.epoch = 0
+        # where the epoch number comes from at each pass (the trainer's current_epoch): Lightning's
+        # set_epoch argument is one ahead on the first pass after a mid-epoch restore
+        self.epoch_source = epoch_source
+        self._skip: tuple[int, int] | None = None  # (epoch, samples) to skip on the next pass
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def skip_next(self, epoch: int, samples: int) -> None:
+        self._skip = (int(epoch), int(samples))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        if self.epoch_source is not None:
+            self.epoch = int(self.epoch_source())
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
+        start = 0
+        if self._skip is not None:
+            if self._skip[0] == self.epoch:
+                start = min(self._skip[1], self.n)
+            self._skip = None
+        for i in order[start:]:
+            yield (i, (self.seed, self.epoch, i)) if self.keyed else i
+
+
 def _is_config(x) -> bool:
     return hasattr(x, "keys") and "_target_" in x
 
@@ -141,6 +179,7 @@ class HandDataModule(pl.LightningDataModule):
         self.mesh_needs_mano = bool(mesh_needs_mano)
         self.detections_dir = detections_dir
         self.train_set: Dataset | None = None
+        self._resume_position: tuple[int, int] | None = None  # (epoch, batches trained) of a restored checkpoint
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
 
@@ -182,11 +221,26 @@ class HandDataModule(pl.LightningDataModule):
         log.info("data: %s", self.describe())
 
     # ------------------------------------------------------------ loaders
+    def _distributed(self) -> bool:
+        t = getattr(self, "trainer", None)
+        return t is not None and int(getattr(t, "world_size", 1)) > 1
+
     def _loader(self, ds: Dataset, batch_size: int, train: bool) -> DataLoader:
+        # one process: the resumable order (exact mid-epoch resume); DDP: plain shuffle, which
+        # Lightning turns into its DistributedSampler (resume there restarts the epoch's order)
+        sampler = None
+        if train and not self._distributed():
+            trainer = getattr(self, "trainer", None)
+            sampler = ResumableRandomSampler(len(ds), self.seed, keyed=bool(getattr(ds, "accepts_keyed_index", False)),
+                                             epoch_source=None if trainer is None else (lambda: trainer.current_epoch))
+            if self._resume_position is not None:
+                sampler.skip_next(self._resume_position[0], self._resume_position[1] * batch_size)
+                self._resume_position = None
         return DataLoader(
             ds,
             batch_size=batch_size,
-            shuffle=train,
+            shuffle=train if sampler is None else None,
+            sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
@@ -214,6 +268,20 @@ class HandDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self):
         return self.test_dataloader()
+
+    # ------------------------------------------------------------ resume
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: where in which epoch training stands (batches trained so far)."""
+        t = getattr(self, "trainer", None)
+        if t is None:
+            return {}
+        return {"epoch": int(t.current_epoch),
+                "batches": int(t.fit_loop.epoch_loop.batch_progress.current.processed)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """A resumed run's first training pass skips the batches the saved run had trained on."""
+        if state and "epoch" in state:
+            self._resume_position = (int(state["epoch"]), int(state["batches"]))
 
     # ------------------------------------------------------------ logging
     def describe(self) -> dict[str, Any]:

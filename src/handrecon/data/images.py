@@ -289,7 +289,15 @@ class RobustDataset(torch.utils.data.Dataset):
         out = T.apply(raw, self.rng(), self.augment, self.image_size)
         return T.to_model_sample(out, **meta)
 
-    def __getitem__(self, i: int) -> dict:
+    #: the training sampler may pass ``(index, draw_seed)``: the sample's augmentation then draws from
+    #: ``default_rng(draw_seed)`` (:class:`handrecon.data.datamodule.ResumableRandomSampler`)
+    accepts_keyed_index = True
+
+    def __getitem__(self, i) -> dict:
+        draw_seed = None
+        if isinstance(i, tuple | list):
+            i, draw_seed = int(i[0]), i[1]
+        self._draw = None if draw_seed is None else np.random.default_rng(draw_seed)
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for a dataset of {n} samples")
@@ -310,6 +318,8 @@ class RobustDataset(torch.utils.data.Dataset):
         )
 
     def rng(self) -> np.random.Generator:
+        if getattr(self, "_draw", None) is not None:  # this sample's own generator (keyed index)
+            return self._draw
         seed = torch.initial_seed()
         if self._rng is None or self._rng_seed != seed:
             self._rng = np.random.default_rng(seed % (2**63))

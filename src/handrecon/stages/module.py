@@ -97,6 +97,14 @@ class HandReconModule(pl.LightningModule):
         there, so the frozen parts are put in eval mode here."""
         self.train(True)
 
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        """A resumed run continues the saved run's random streams from its first batch on (after the
+        DataLoader of the resumed epoch was made, which draws from them)."""
+        state = getattr(self, "_rng_to_restore", None)
+        if state:
+            _set_rng_state(state)
+        self._rng_to_restore = None
+
     def on_train_epoch_start(self) -> None:
         """Lightning hook, each training epoch: back to training mode after validation, frozen parts in eval mode."""
         self.train(True)
@@ -209,8 +217,10 @@ class HandReconModule(pl.LightningModule):
         """The run's counters travel with last.ckpt (a resumed run's summary counts the whole run)."""
         checkpoint["handrecon_counters"] = {"skipped_batches": int(self.skipped_batches),
                                             "bad_samples": {k: int(v) for k, v in self.bad_samples.items()}}
+        checkpoint["handrecon_rng"] = _rng_state()  # plain types: loadable with weights_only=True
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._rng_to_restore = checkpoint.get("handrecon_rng")
         c = checkpoint.get("handrecon_counters") or {}
         self.skipped_batches = int(c.get("skipped_batches", 0))
         self.bad_samples.update({k: int(v) for k, v in (c.get("bad_samples") or {}).items()})
@@ -426,6 +436,24 @@ class HandReconModule(pl.LightningModule):
                                         "kept_initial": len(not_given)}
         self.load_state_dict(own)
         return loaded
+
+
+def _rng_state() -> dict:
+    import random
+
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+            "python": random.getstate()}
+
+
+def _set_rng_state(state: dict) -> None:
+    import random
+
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, np.uint32), pos, has_gauss, cached))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
 
 
 def log_image(logger, key: str, image: np.ndarray, step: int) -> None:
