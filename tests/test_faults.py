@@ -533,3 +533,74 @@ def test_mid_epoch_resume_ends_with_the_same_weights(synth_cache, tmp_path):
     diff = max(float((a["state_dict"][k].double() - b["state_dict"][k].double()).abs().max())
                for k in a["state_dict"] if a["state_dict"][k].is_floating_point())
     assert diff == 0.0, f"max weight difference {diff}"
+
+
+@pytest.mark.slow
+def test_sigkilled_run_with_worker_processes_resumes_to_the_same_weights(synth_cache, tmp_path):
+    """SIGKILL mid-epoch (2 DataLoader worker processes, augmentation on), resume=true: the final
+    weights equal an uninterrupted run's."""
+    import signal
+    import time
+
+    from conftest import run_cli
+
+    common = [*tiny_overrides(synth_cache, steps=14, batch=8), "stage=ssl_shape", "trainer.limit_val_batches=0",
+              "data.num_workers=2"]
+    run_cli([*common, f"hydra.run.dir={tmp_path / 'whole'}"], cwd=tmp_path)
+    out = tmp_path / "killed"
+    last = out / "checkpoints" / "last.ckpt"
+    args = [sys.executable, "-m", "handrecon", *common, f"hydra.run.dir={out}"]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline, step = time.time() + 400, 0
+        while time.time() < deadline and step < 3:
+            if last.is_file():
+                try:
+                    step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+                except Exception:  # noqa: BLE001 - being written
+                    step = 0
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed_at = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    assert 3 <= killed_at < 14  # mid-run (6 steps an epoch: almost always mid-epoch)
+    run_cli([*common, f"hydra.run.dir={out}", "resume=true"], cwd=tmp_path)
+    a = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    b = torch.load(last, map_location="cpu", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 14
+    diff = max(float((a["state_dict"][k].double() - b["state_dict"][k].double()).abs().max())
+               for k in a["state_dict"] if a["state_dict"][k].is_floating_point())
+    assert diff == 0.0, f"killed at step {killed_at}: max weight difference {diff}"
+
+
+# ============================================================================ more cases of the same properties
+
+
+def test_synth_out_pointing_at_a_file_is_refused(tmp_path):
+    f = tmp_path / "data.bin"
+    f.write_bytes(b"mine")
+    with pytest.raises(SystemExit, match="exists and is not a folder"):
+        synth.main([f"out={f}", "n_train=2", "n_eval=1", "image_size=32", "progress=false"])
+    assert f.read_bytes() == b"mine"
+
+
+def test_resume_of_a_non_checkpoint_file_is_a_clear_error(synth_cache, tmp_path):
+    from handrecon.cli.train import find_resume_checkpoint
+
+    bad = tmp_path / "last.ckpt"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match=rf"resume={bad}: not a readable PyTorch checkpoint"):
+        find_resume_checkpoint(_run_cfg(synth_cache, tmp_path / "r", f"resume={bad}"), tmp_path / "r")
+
+
+def test_predict_skips_and_reports_a_corrupt_jpeg(trained_ckpt_session, one_photo, tmp_path):
+    import shutil
+
+    shutil.copy(one_photo / "hand.jpg", one_photo / "damaged.jpg")
+    _damage_jpeg_entropy(one_photo / "damaged.jpg")
+    report = _predict(trained_ckpt_session, one_photo, tmp_path / "out")
+    assert [Path(s["file"]).name for s in report["skipped"]] == ["damaged.jpg"]
+    assert "corrupt JPEG data" in report["skipped"][0]["reason"] and len(report["written"]) == 1
+    assert not (tmp_path / "out" / "damaged.json").exists()

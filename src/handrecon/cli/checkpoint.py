@@ -27,6 +27,9 @@ def load_checkpoint_file(path: str | Path, key: str = "ckpt") -> dict:
         with torch.serialization.safe_globals(CHECKPOINT_SAFE_GLOBALS):
             ck = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if "global" not in str(e).lower():  # not a pickle of objects at all: a damaged or foreign file
+            raise ValueError(f"{key}={path}: not a readable PyTorch checkpoint (truncated, or not a .ckpt file: "
+                             f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
         first = str(e).strip().splitlines()
         hint = next((ln.strip() for ln in first if "GLOBAL" in ln or "Unsupported" in ln), first[0] if first else "")
         raise ValueError(f"{key}={path}: refusing to load it: it holds Python objects a handrecon checkpoint never "

@@ -8,6 +8,7 @@ import functools
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -118,6 +119,9 @@ def train(cfg: DictConfig) -> dict:
         log.info("resuming from %s", ckpt_path)
     from handrecon.cli.checkpoint import CHECKPOINT_SAFE_GLOBALS
 
+    if ckpt_path and int(getattr(trainer, "world_size", 1)) == 1:
+        # one process: the data module's sampler resumes mid-epoch exactly (Lightning cannot see that)
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     with torch.serialization.safe_globals(CHECKPOINT_SAFE_GLOBALS):  # resume: weights_only, nothing else
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     if trainer.limit_val_batches != 0:  # the final weights' validation metrics (max_steps may stop mid-epoch)

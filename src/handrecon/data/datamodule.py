@@ -92,15 +92,15 @@ class ResumableRandomSampler(torch.utils.data.Sampler):
         return self.n
 
     def __iter__(self):
-        if self.epoch_source is not None:
+        start = 0
+        if self._skip is not None:  # the first pass after a restore: exactly where the saved run stood
+            # (the epoch source may still name the finished epoch: worker processes fetch ahead at once)
+            self.epoch, start = self._skip[0], min(self._skip[1], self.n)
+            self._skip = None
+        elif self.epoch_source is not None:
             self.epoch = int(self.epoch_source())
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.n, generator=g).tolist()
-        start = 0
-        if self._skip is not None:
-            if self._skip[0] == self.epoch:
-                start = min(self._skip[1], self.n)
-            self._skip = None
         for i in order[start:]:
             yield (i, (self.seed, self.epoch, i)) if self.keyed else i
 
@@ -234,7 +234,10 @@ class HandDataModule(pl.LightningDataModule):
             sampler = ResumableRandomSampler(len(ds), self.seed, keyed=bool(getattr(ds, "accepts_keyed_index", False)),
                                              epoch_source=None if trainer is None else (lambda: trainer.current_epoch))
             if self._resume_position is not None:
-                sampler.skip_next(self._resume_position[0], self._resume_position[1] * batch_size)
+                epoch, batches = self._resume_position
+                if batches >= len(ds) // batch_size:  # saved at the end of an epoch: the next one starts
+                    epoch, batches = epoch + 1, 0
+                sampler.skip_next(epoch, batches * batch_size)
                 self._resume_position = None
         return DataLoader(
             ds,
