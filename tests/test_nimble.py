@@ -10,8 +10,8 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from fixtures_nimble import write_nimble_assets
 
+from fixtures_nimble import write_nimble_assets
 from handrecon.eval.exporters import load_params_json, save_textured_obj
 from handrecon.geometry.rotation import axis_angle_to_matrix
 from handrecon.models.hand_model import HandModel
@@ -202,7 +202,6 @@ def test_training_runs_every_stage_with_nimble(synth_cache, tmp_path, caplog):
     truth is in the open hand model's topology (1,544 vertices), the evaluation mesh in MANO's (778):
     the joint metrics are computed, the mesh metrics are left out (with a warning), not compared wrongly."""
     from conftest import tiny_overrides
-
     from handrecon.cli import compose_config
     from handrecon.cli.train import train
 
@@ -259,9 +258,8 @@ def test_training_runs_every_stage_with_nimble(synth_cache, tmp_path, caplog):
     assert math.isfinite(res["metrics"]["pa_mpjpe_mm"])
     assert res["metrics"]["pa_mpvpe_mm"] is None and res["metrics"]["f5"] is None
     # export: the graph's verts are the MANO-topology ones too
-    from handrecon.cli.export import example_inputs, export_model
-
     from handrecon.cli.checkpoint import load_module
+    from handrecon.cli.export import example_inputs, export_model
 
     net = load_module(init)[0].net
     files = export_model(net, 64, tmp_path / "export", "torchscript")
@@ -312,7 +310,6 @@ def test_joint_regressor_mano_and_mano_faces(flat_dir, tmp_path):
     """joint_regressor=mano: MANO's J_regressor and fingertip vertices on the 778 regressed vertices,
     in canonical order; mano_path also gives the MANO-topology output its faces."""
     from fixtures_mano import make_model, write_model
-
     from handrecon.joints import MANO_TO_CANONICAL
     from handrecon.models.hand_model import MANO_TIP_VERTEX_IDS
 

@@ -168,7 +168,13 @@ def crop_keypoints(net, images: torch.Tensor, crops: list[Crop], dets) -> tuple[
 def predict(cfg: DictConfig) -> dict:
     from handrecon.cli.checkpoint import command_line_hand_model_path, load_module
     from handrecon.data.images import CorruptImageError, read_rgb
-    from handrecon.eval.exporters import save_obj, save_params_json, save_ply, save_points_ply, save_textured_obj
+    from handrecon.eval.exporters import (
+        save_obj,
+        save_params_json,
+        save_ply,
+        save_points_ply,
+        save_textured_obj,
+    )
 
     if not cfg.ckpt:
         raise ValueError("task=predict needs ckpt=<path to a handrecon .ckpt>")

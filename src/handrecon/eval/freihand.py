@@ -29,8 +29,8 @@ from handrecon.eval.scoring import (
     check_convention,
     format_table,
     load_json,
-    notes,
     load_prediction,
+    notes,
     score,
     stack_points,
 )
