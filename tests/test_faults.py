@@ -604,3 +604,22 @@ def test_predict_skips_and_reports_a_corrupt_jpeg(trained_ckpt_session, one_phot
     assert [Path(s["file"]).name for s in report["skipped"]] == ["damaged.jpg"]
     assert "corrupt JPEG data" in report["skipped"][0]["reason"] and len(report["written"]) == 1
     assert not (tmp_path / "out" / "damaged.json").exists()
+
+
+def test_checkpoint_of_an_earlier_version_with_a_retired_loss_option_still_loads(trained_ckpt_session, tmp_path, caplog):
+    """A checkpoint whose stored loss config has an option this version dropped (bend_weight of the
+    old prior) loads for evaluate/predict/export; the dropped key is named in the log."""
+    import torch
+
+    from handrecon.cli.checkpoint import load_module
+
+    ck = torch.load(trained_ckpt_session, map_location="cpu", weights_only=True)
+    ck["hyper_parameters"]["config"]["loss"]["bend_weight"] = 2.0
+    old = tmp_path / "old.ckpt"
+    torch.save(ck, old)
+    with caplog.at_level("WARNING"):
+        module, cfg = load_module(old)
+    assert "loss.bend_weight" in caplog.text
+    assert "bend_weight" not in cfg.loss
+    sd = torch.load(trained_ckpt_session, map_location="cpu", weights_only=True)["state_dict"]
+    assert all(torch.equal(v, module.state_dict()[k]) for k, v in sd.items())

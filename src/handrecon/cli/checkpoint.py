@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 #: the only Python types a handrecon checkpoint may hold besides tensors and plain containers
 #: (torch.load(weights_only=True) already allows dict/list/tuple/str/numbers/OrderedDict/Counter/
@@ -102,6 +102,36 @@ def with_hand_model_path(cfg: DictConfig, hand_model_path: str) -> DictConfig:
     return cfg
 
 
+def without_retired_loss_keys(cfg: DictConfig, path: str | Path = "?") -> DictConfig:
+    """The stored loss config minus the options that this version's objective no longer takes (a
+    checkpoint of an earlier handrecon, e.g. ``bend_weight`` of the old twist/splay/bend prior): the
+    weights do not depend on them, and evaluate/predict/export never train. Each dropped key is logged."""
+    import inspect
+    import logging
+
+    import hydra
+
+    loss = cfg.get("loss")
+    if not loss or "_target_" not in loss:
+        return cfg
+    try:
+        params = inspect.signature(hydra.utils.get_class(loss._target_)).parameters
+    except Exception:  # an unknown target: build_module reports it
+        return cfg
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return cfg
+    retired = [k for k in loss if not str(k).startswith("_") and k not in params]
+    if not retired:
+        return cfg
+    logging.getLogger("handrecon").warning("ckpt=%s: loss options of an earlier handrecon ignored (not used to load "
+                                           "or run the network): %s", path, ", ".join(f"loss.{k}" for k in retired))
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        for k in retired:
+            del cfg.loss[k]
+    return cfg
+
+
 def load_module(path: str | Path, map_location: str = "cpu", hand_model_path: str | None = None):
     """-> (HandReconModule in eval mode, its training config). ``hand_model_path`` (the command line's
     ``hand_model.path``) replaces the hand model file stored in the checkpoint's config: the licensed
@@ -111,6 +141,7 @@ def load_module(path: str | Path, map_location: str = "cpu", hand_model_path: st
     ck, cfg = load_checkpoint_config(path)
     if hand_model_path is not None:
         cfg = with_hand_model_path(cfg, hand_model_path)
+    cfg = without_retired_loss_keys(cfg, path)
     try:
         module = build_module(cfg)
     except InstantiationException as err:
