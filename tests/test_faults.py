@@ -623,3 +623,22 @@ def test_checkpoint_of_an_earlier_version_with_a_retired_loss_option_still_loads
     assert "bend_weight" not in cfg.loss
     sd = torch.load(trained_ckpt_session, map_location="cpu", weights_only=True)["state_dict"]
     assert all(torch.equal(v, module.state_dict()[k]) for k, v in sd.items())
+
+
+def test_a_checkpoint_that_fails_to_save_leaves_the_previous_one_intact(tmp_path):
+    """Checkpoints are written to <file>.part and moved into place when complete: a save that dies
+    half-way (here: an object that cannot be pickled) keeps the previous last.ckpt readable."""
+    import torch
+
+    from handrecon.cli import compose_config
+    from handrecon.stages.callbacks import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"global_step": 5, "w": torch.ones(3)}, path)
+    with pytest.raises(Exception):
+        io.save_checkpoint({"global_step": 6, "bad": lambda: None}, path)
+    assert torch.load(path, weights_only=True)["global_step"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no .part left behind
+    cfg = compose_config(["trainer=ddp"], tmp_path / "c")  # every trainer config writes this way
+    assert [p["_target_"] for p in cfg.trainer.plugins] == ["handrecon.stages.callbacks.AtomicCheckpointIO"]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -44,3 +48,19 @@ class LastCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer, pl_module) -> None:
         if self._last_global_step_saved != trainer.global_step:
             self._save_last_now(trainer)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic: the checkpoint is written to ``<path>.part`` and
+    moved over ``<path>`` only once complete, so a run killed while saving keeps the previous
+    ``last.ckpt`` (a resumable state) instead of a truncated file. conf/trainer passes it as a plugin."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        path = Path(path)
+        part = path.with_name(path.name + ".part")
+        try:
+            super().save_checkpoint(checkpoint, part, storage_options)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            raise
+        os.replace(part, path)
