@@ -26,7 +26,7 @@ test-fast: $(PY)
 # quickstart (ssl_e2e, tiny network, CPU), print metrics.json, then run predict on held-out images.
 demo: $(PY)
 	$(PY) -m handrecon experiment=quickstart hydra.run.dir=outputs/demo
-	$(PY) -m handrecon task=predict ckpt=outputs/demo/checkpoints/best.ckpt input=synthetic:evaluation:8 out=outputs/demo/predict hydra.run.dir=outputs/demo/predict
+	$(PY) -m handrecon task=predict ckpt=outputs/demo/checkpoints/best.ckpt input=synthetic:evaluation:8 out=outputs/demo/predict hydra.run.dir=outputs/demo/predict overwrite=true
 	@echo "overlays and meshes: outputs/demo/predict/ ; metrics: outputs/demo/metrics.json"
 
 bench: $(PY)

@@ -187,6 +187,10 @@ def predict(cfg: DictConfig) -> dict:
     net = module.net
     size = int(train_cfg.data.image_size)
     out = Path(cfg.out or cfg.paths.output_dir)
+    if (out / "report.json").exists() and not cfg.get("overwrite", False):
+        raise FileExistsError(f"out={out} already holds the results of an earlier task=predict ({out / 'report.json'}); "
+                              "nothing was written: choose another out= folder, or pass overwrite=true to replace "
+                              "same-named files")
     out.mkdir(parents=True, exist_ok=True)
     spec = str(cfg.input)
     files = resolve_synthetic(spec, train_cfg) if spec.startswith("synthetic") else list_inputs(spec)
