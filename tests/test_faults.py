@@ -656,3 +656,29 @@ def test_predict_never_writes_over_an_earlier_prediction(trained_ckpt_session, o
     assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir() if p.is_file()} == before
     _predict(trained_ckpt_session, one_photo, out, "overwrite=true")  # asked for: replaced
     assert (out / "report.json").stat().st_mtime_ns != before["report.json"][0]
+
+
+@pytest.mark.parametrize("case", ["singular_K", "nan_K", "nan_joints"])
+def test_ho3d_bad_intrinsics_or_ground_truth_are_found_at_start_up(case, tmp_path):
+    """HO3D's per-frame annotations are read once when the dataset is built: a singular or NaN camMat
+    or NaN joints is one error naming the meta file, not a NaN found mid-epoch."""
+    import pickle
+
+    from data_fixtures import make_ho3d_tree
+    from handrecon.data.ho3d import DatasetFormatError, HO3DDataset
+
+    make_ho3d_tree(tmp_path)
+    bad = tmp_path / "train" / "MC1" / "meta" / "0001.pkl"
+    with open(bad, "rb") as fh:
+        meta = pickle.load(fh, encoding="latin1")
+    if case == "singular_K":
+        meta["camMat"] = np.zeros((3, 3))
+    elif case == "nan_K":
+        meta["camMat"][0, 0] = np.nan
+    else:
+        meta["handJoints3D"][4, 1] = np.nan
+    with open(bad, "wb") as fh:
+        pickle.dump(meta, fh, protocol=2)
+    what = "handJoints3D holds NaN" if case == "nan_joints" else "camMat .* is not a valid intrinsic matrix"
+    with pytest.raises(DatasetFormatError, match=rf"{bad} \(frame 3 of train.txt\): {what}"):
+        HO3DDataset(tmp_path, "train", image_size=64)

@@ -221,6 +221,7 @@ class HO3DDataset(RobustDataset):
                     )
         self.image_ext = _image_ext(self.root, split, self.names[0], version)
         self._check_listed_files()
+        self._check_annotations()
         self.image_size = int(image_size)
         if self.image_size < 8:
             raise ValueError(f"image_size must be >= 8 pixels, got {image_size}")
@@ -255,6 +256,28 @@ class HO3DDataset(RobustDataset):
                 f"(each listed frame needs {self.split}/<seq>/meta/<frame>.pkl)"
             )
 
+    def _check_annotations(self) -> None:
+        """Read every listed frame's annotation once at start-up: its camMat must be a valid
+        intrinsic matrix and its handJoints3D (train) finite, else one error naming the file (not a
+        NaN found mid-epoch). One small pickle per frame: seconds for HO3D's tens of thousands."""
+        from handrecon.data.freihand import _check_intrinsics
+
+        for line, name in enumerate(self.names):
+            _, meta_path = self.paths_of(name)
+            meta = read_meta(meta_path)
+            K = _meta_array(meta, "camMat", (3, 3), meta_path)
+            try:
+                _check_intrinsics(K[None].astype(np.float64), meta_path)
+            except DatasetFormatError:
+                raise DatasetFormatError(f"{self.what}: {meta_path} (frame {line} of {self.split}.txt): camMat {K.tolist()} "
+                                         "is not a valid intrinsic matrix; expected finite [[fx, 0, cx], [0, fy, cy], "
+                                         "[0, 0, 1]] with fx, fy > 0") from None
+            if self.split == "train":
+                j = _meta_array(meta, "handJoints3D", (NUM_JOINTS, 3), meta_path, optional=True)
+                if j is not None and not np.isfinite(j).all():
+                    raise DatasetFormatError(f"{self.what}: {meta_path} (frame {line} of {self.split}.txt): handJoints3D "
+                                             "holds NaN or inf; expected 21 finite 3D joints in metres")
+
     # ------------------------------------------------------------ indexing
     def _set_ids(self, ids) -> None:
         self.ids = ids = self._validated_ids(ids, len(self.names))
@@ -276,7 +299,10 @@ class HO3DDataset(RobustDataset):
 
     # ------------------------------------------------------------ samples
     def paths(self, line: int) -> tuple[Path, Path]:
-        seq, frame = self.names[line].split("/")
+        return self.paths_of(self.names[line])
+
+    def paths_of(self, name: str) -> tuple[Path, Path]:
+        seq, frame = name.split("/")
         base = self.root / self.split / seq
         return base / "rgb" / f"{frame}{self.image_ext}", base / "meta" / f"{frame}.pkl"
 
