@@ -114,9 +114,9 @@ def test_failed_run_names_its_folder_and_finishes_wandb(synth_cache, tmp_path, c
     monkeypatch.setenv("WANDB_SILENT", "true")
     out = tmp_path / "run"
     with caplog.at_level(logging.ERROR, logger="handrecon"):
-        with pytest.raises(ValueError, match="Invalid learning rate"):
+        with pytest.raises(ValueError, match="Invalid beta parameter"):  # raised by Adam, after wandb started
             run_main([*tiny_overrides(synth_cache, steps=2), "stage=ssl_shape", "logger=wandb", "logger.wandb.mode=offline",
-                      "stage.optimizer.lr=-1"], out)
+                      "+stage.optimizer.betas=[2.0,0.999]"], out)
     assert f"task=train failed; its output folder: {out}" in caplog.text
     assert wandb.run is None
     assert list(out.glob("wandb/offline-run-*/run-*.wandb"))  # the run had started
